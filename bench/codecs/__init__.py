@@ -1,0 +1,16 @@
+"""Codec plugins. Built-ins are registered lazily; third parties use the
+``bench.codecs`` entry-point group."""
+
+from __future__ import annotations
+
+from bench.codecs.base import Codec, CodecParams, OperatingPoint, validate_codec_class
+from bench.registry import Registry
+
+CODECS: Registry[type[Codec]] = Registry("codec", group="bench.codecs", validate=validate_codec_class)
+CODECS.register("jpeg", "bench.codecs.pillow:JPEG")
+CODECS.register("webp", "bench.codecs.pillow:WebP")
+CODECS.register("avif", "bench.codecs.pillow:AVIF")
+CODECS.register("heic", "bench.codecs.heif:HEIC")
+CODECS.register("bpg", "bench.codecs.bpg:BPG")
+
+__all__ = ["CODECS", "Codec", "CodecParams", "OperatingPoint"]

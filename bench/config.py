@@ -1,0 +1,145 @@
+"""The grid file: a strict schema, and a loader that reports every problem at once."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench.errors import ConfigError
+from bench.registry import did_you_mean
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WithParams(BaseModel):
+    """An entry whose extra keys are plugin parameters, checked against the plugin later."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class CodecEntry(WithParams):
+    codec: str
+    qualities: list[int] = Field(min_length=1)
+    #: Name in tables and plots; defaults to the codec name (must be unique in a grid).
+    label: str | None = None
+
+
+class DatasetEntry(WithParams):
+    name: str
+
+
+class ModelEntry(WithParams):
+    name: str
+
+
+class Schedule(Strict):
+    """An optimisation schedule (AdamW, cosine decay, random horizontal flips)."""
+
+    epochs: int = Field(ge=1, le=1000)
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    lr: float = Field(gt=0, le=1.0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+
+
+class Experiment(Strict):
+    task: str
+    dataset: DatasetEntry
+    model: ModelEntry
+    scenarios: list[str] = Field(min_length=1)
+    #: Codec labels this experiment uses; all of the grid's codecs when omitted.
+    codecs: list[str] | None = None
+    #: Scenario A's training (models trained from scratch); None for pretrained models.
+    train: Schedule | None = None
+    #: Scenario C's finetuning on compressed training images.
+    finetune: Schedule | None = None
+    seed: int | None = None
+
+
+class Grid(Strict):
+    name: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    seed: int = 0
+    codecs: list[CodecEntry] = Field(min_length=1)
+    experiments: list[Experiment] = Field(min_length=1)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top>"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found by walking ``loc`` from ``model`` (for near misses)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = field.annotation
+        while typing.get_origin(current) is not None:  # list[X], X | None
+            args = [a for a in typing.get_args(current) if a is not type(None)]
+            current = args[0] if args else None
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = ()) -> list[str]:
+    """One line per problem, each naming the key, with near misses for unknown keys."""
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        where = _loc(prefix + loc)
+        if err["type"] == "extra_forbidden":
+            hint = did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
+            problems.append(f"{where}: unknown key.{hint}")
+        elif err["type"] == "missing":
+            problems.append(f"{where}: required key is missing")
+        else:
+            problems.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+    return problems
+
+
+def parse_grid(raw: Any, source: str = "grid") -> Grid:
+    """Structural validation of an already-parsed grid document."""
+    if not isinstance(raw, dict):
+        raise ConfigError([f"<top>: expected a mapping of keys, got {type(raw).__name__}"], source)
+    try:
+        return Grid.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, Grid), source) from None
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and structurally validate a grid file (plugin-level checks: ``bench.validate``)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError([f"grid file not found"], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read grid file: {exc}"], str(path)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{where}invalid YAML ({problem})"], str(path)) from None
+    return parse_grid(raw, str(path))
+
+
+Device = Literal["cpu", "cuda", "auto"]

@@ -1,0 +1,99 @@
+"""Datasets: named, parameterised sources of image sets with their targets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+
+class DatasetParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class ImageSet:
+    """One split of a dataset, in memory: RGB uint8 images plus their targets."""
+
+    dataset: str
+    split: str
+    ids: list[str]
+    images: list[np.ndarray]
+    #: Classification labels, or None when the dataset has none (agreement is measured).
+    labels: np.ndarray | None
+    classes: tuple[str, ...] | None
+    #: Task-specific targets (``boxes``, ``box_labels``, ``masks``), by name.
+    targets: dict[str, Any] = field(default_factory=dict)
+    #: Content hash of the images, in order: the set's identity in every cache key.
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            self.fingerprint = fingerprint_images(self.images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def pixels(self) -> list[int]:
+        return [int(im.shape[0] * im.shape[1]) for im in self.images]
+
+
+def fingerprint_images(images: list[np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for im in images:
+        h.update(str(im.shape).encode())
+        h.update(np.ascontiguousarray(im).tobytes())
+    return h.hexdigest()[:24]
+
+
+class Dataset(ABC):
+    """A dataset plugin. ``load`` is deterministic for given parameters."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[DatasetParams]] = DatasetParams
+
+    def __init__(self, params: DatasetParams | None = None, **kwargs: Any) -> None:
+        self.params = params if params is not None else self.Params(**kwargs)
+
+    @property
+    @abstractmethod
+    def splits(self) -> tuple[str, ...]:
+        """The splits this dataset has (``("train", "val")`` or just ``("val",)``)."""
+
+    @property
+    def has_labels(self) -> bool:
+        return True
+
+    def problems(self) -> list[str]:
+        """What prevents loading (missing folders, ...), checked before any work starts."""
+        return []
+
+    @abstractmethod
+    def load(self, split: str, cache_dir: Path | None = None) -> ImageSet:
+        """Read ``split`` fully; raises ``ImageError``/``DatasetError`` naming the culprit."""
+
+    def identity(self) -> dict[str, Any]:
+        return {"dataset": self.name, "version": self.version, "params": self.params.model_dump(mode="json")}
+
+    def label(self) -> str:
+        return self.name
+
+
+def identity_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def validate_dataset_class(name: str, obj: object) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, Dataset)):
+        raise TypeError(f"{obj!r} is not a subclass of bench.datasets.base.Dataset")
+    if getattr(obj, "__abstractmethods__", None):
+        raise TypeError(f"{obj.__name__} does not implement {', '.join(sorted(obj.__abstractmethods__))}")

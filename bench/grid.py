@@ -1,0 +1,208 @@
+"""From a validated grid file to plugins and cells, with every problem reported at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from bench.codecs import CODECS, Codec, OperatingPoint
+from bench.config import CodecEntry, Experiment, Grid, format_validation_error
+from bench.datasets import DATASETS, Dataset
+from bench.errors import ConfigError, UnknownNameError
+from bench.models import MODELS, Model
+from bench.registry import Registry, did_you_mean
+from bench.scenarios import SCENARIOS, Scenario
+from bench.tasks import TASKS, Task
+
+#: Bumped when the meaning of a stored cell changes, so old rows are not reused.
+CELL_SCHEMA = 1
+
+P = TypeVar("P")
+
+
+@dataclass
+class ResolvedCodec:
+    label: str
+    codec: Codec
+    points: list[OperatingPoint]
+
+
+@dataclass
+class ResolvedExperiment:
+    index: int
+    entry: Experiment
+    task: Task
+    dataset: Dataset
+    model: Model
+    scenarios: list[Scenario]
+    codecs: list[ResolvedCodec]
+    seed: int
+
+    @property
+    def model_label(self) -> str:
+        return self.model.name if self.model.name != "torchvision" else f"torchvision:{self.model.params.arch}"
+
+    def reference_identity(self) -> dict[str, Any]:
+        """What the scenario-A model depends on."""
+        return {
+            "schema": CELL_SCHEMA, "task": self.task.name, "model": self.model.identity(),
+            "dataset": self.dataset.identity(), "seed": self.seed,
+            "train": self.entry.train.model_dump() if self.entry.train else None,
+        }
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (task, model, dataset, scenario, codec, operating point, seed): the unit of work."""
+
+    exp: ResolvedExperiment = field(compare=False, hash=False, repr=False)
+    task: str
+    model: str
+    dataset: str
+    scenario: str
+    codec_label: str | None
+    quality: int | None
+    seed: int
+    key: str
+
+    def describe(self) -> str:
+        op = f" {self.codec_label}@{self.quality}" if self.codec_label else ""
+        return f"{self.task}/{self.model}/{self.dataset} {self.scenario}{op} seed={self.seed}"
+
+
+@dataclass
+class Plan:
+    grid: Grid
+    experiments: list[ResolvedExperiment]
+    cells: list[Cell]
+
+
+def stable_hash(obj: Any, n: int = 20) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def _lookup(registry: Registry[P], name: str, where: str, problems: list[str]) -> P | None:
+    try:
+        return registry.get(name)
+    except UnknownNameError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+
+
+def _instantiate(cls: type, params: dict[str, Any], where: str, problems: list[str]) -> Any | None:
+    try:
+        return cls(cls.Params(**params))
+    except ValidationError as exc:
+        problems.extend(format_validation_error(exc, cls.Params, prefix=(where,)))
+        return None
+
+
+def _resolve_codec(i: int, entry: CodecEntry, problems: list[str]) -> ResolvedCodec | None:
+    where = f"codecs[{i}]"
+    cls = _lookup(CODECS, entry.codec, f"{where}.codec", problems)
+    if cls is None:
+        return None
+    codec = _instantiate(cls, entry.params, where, problems)
+    if codec is None:
+        return None
+    for j, q in enumerate(entry.qualities):
+        if (why := codec.check_quality(q)) is not None:
+            problems.append(f"{where}.qualities[{j}]: {why}")
+    if len(set(entry.qualities)) != len(entry.qualities):
+        problems.append(f"{where}.qualities: repeated values {entry.qualities}")
+    if (why := codec.unavailable_reason()) is not None:
+        problems.append(f"{where} ({entry.codec}): unavailable: {why}")
+    label = entry.label or entry.codec
+    return ResolvedCodec(label, codec, [OperatingPoint(q) for q in entry.qualities])
+
+
+def _resolve_experiment(
+    i: int, entry: Experiment, grid: Grid, codecs: dict[str, ResolvedCodec], problems: list[str]
+) -> ResolvedExperiment | None:
+    where = f"experiments[{i}]"
+    before = len(problems)
+    task_cls = _lookup(TASKS, entry.task, f"{where}.task", problems)
+    ds_cls = _lookup(DATASETS, entry.dataset.name, f"{where}.dataset.name", problems)
+    model_cls = _lookup(MODELS, entry.model.name, f"{where}.model.name", problems)
+    scenarios = [_lookup(SCENARIOS, s, f"{where}.scenarios[{j}]", problems) for j, s in enumerate(entry.scenarios)]
+    dataset = _instantiate(ds_cls, entry.dataset.params, f"{where}.dataset", problems) if ds_cls else None
+    model = _instantiate(model_cls, entry.model.params, f"{where}.model", problems) if model_cls else None
+    if dataset is not None:
+        problems.extend(f"{where}.dataset: {p}" for p in dataset.problems())
+    if model is not None and (why := model.unavailable_reason()) is not None:
+        problems.append(f"{where}.model ({model.name}): unavailable: {why}")
+    labels = entry.codecs if entry.codecs is not None else list(codecs)
+    for j, label in enumerate(labels):
+        if label not in codecs:
+            problems.append(f"{where}.codecs[{j}]: no codec labelled {label!r} in the grid.{did_you_mean(label, list(codecs))}")
+    if len(problems) > before or task_cls is None or dataset is None or model is None:
+        return None
+    task = task_cls()
+    problems.extend(f"{where}: {p}" for p in task.problems(dataset, model))
+    if model.pretrained and entry.train is not None:
+        problems.append(f"{where}.train: model {model.name!r} is pretrained; scenario A does not train it (remove 'train')")
+    if not model.pretrained and entry.train is None:
+        problems.append(f"{where}.train: model {model.name!r} is trained from scratch and needs a 'train' schedule")
+    resolved = ResolvedExperiment(
+        index=i, entry=entry, task=task, dataset=dataset, model=model,
+        scenarios=[s() for s in scenarios if s is not None],
+        codecs=[codecs[label] for label in labels], seed=entry.seed if entry.seed is not None else grid.seed,
+    )
+    for scenario in resolved.scenarios:
+        problems.extend(f"{where}.scenarios ({scenario.name}): {p}" for p in scenario.problems(resolved))
+    if len(set(entry.scenarios)) != len(entry.scenarios):
+        problems.append(f"{where}.scenarios: repeated names {entry.scenarios}")
+    return resolved
+
+
+def cells_of(exp: ResolvedExperiment) -> list[Cell]:
+    base = exp.reference_identity()
+    common = dict(task=exp.task.name, model=exp.model_label, dataset=exp.dataset.label(), seed=exp.seed)
+    cells = []
+    for scenario in exp.scenarios:
+        ident = {**base, "scenario": scenario.name}
+        if scenario.name == "C":
+            ident["finetune"] = exp.entry.finetune.model_dump() if exp.entry.finetune else None
+        if not scenario.uses_codec:
+            cells.append(Cell(exp, scenario=scenario.name, codec_label=None, quality=None,
+                              key=stable_hash(ident), **common))
+            continue
+        for rc in exp.codecs:
+            for point in rc.points:
+                key = stable_hash({**ident, "codec": rc.codec.identity(), "quality": point.quality})
+                cells.append(Cell(exp, scenario=scenario.name, codec_label=rc.label, quality=point.quality,
+                                  key=key, **common))
+    return cells
+
+
+def resolve(grid: Grid, source: str = "grid") -> Plan:
+    """Resolve every name and parameter of ``grid``; a ``ConfigError`` with all problems."""
+    problems: list[str] = []
+    codecs: dict[str, ResolvedCodec] = {}
+    for i, entry in enumerate(grid.codecs):
+        rc = _resolve_codec(i, entry, problems)
+        label = entry.label or entry.codec
+        if label in codecs or (rc is None and label in [e.label or e.codec for e in grid.codecs[:i]]):
+            problems.append(f"codecs[{i}]: label {label!r} is used twice (set 'label:' to tell them apart)")
+        elif rc is not None:
+            codecs[label] = rc
+    experiments = []
+    for i, entry in enumerate(grid.experiments):
+        exp = _resolve_experiment(i, entry, grid, codecs, problems)
+        if exp is not None:
+            experiments.append(exp)
+    if problems:
+        raise ConfigError(problems, source)
+    cells = [c for exp in experiments for c in cells_of(exp)]
+    seen: dict[str, Cell] = {}
+    for c in cells:
+        if c.key in seen:
+            problems.append(f"experiments[{c.exp.index}]: cell {c.describe()} repeats experiments[{seen[c.key].exp.index}]")
+        seen[c.key] = c
+    if problems:
+        raise ConfigError(problems, source)
+    return Plan(grid, experiments, cells)

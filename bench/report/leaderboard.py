@@ -1,0 +1,33 @@
+"""The leaderboard: one row per (cell, metric), rate and fidelity alongside."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+COLUMNS = ["task", "model", "dataset", "scenario", "codec", "quality", "bpp", "bpp_total", "psnr",
+           "ms_ssim", "metric", "value", "n_images", "seed", "cell"]
+SCENARIO_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
+
+
+def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Long format. ``bpp`` is the mean of per-image bpp, ``bpp_total`` total bits over total
+    pixels, ``psnr``/``ms_ssim`` means of per-image values; all from the val images' real
+    bitstreams. Scenario A rows have codec ``none`` and no rate."""
+    records = []
+    for r in rows:
+        for metric, value in r["metrics"].items():
+            records.append({
+                "task": r["task"], "model": r["model"], "dataset": r["dataset"], "scenario": r["scenario"],
+                "codec": r["codec"] or "none", "quality": r["quality"], "bpp": r["bpp"],
+                "bpp_total": r["bpp_total"], "psnr": r["psnr"], "ms_ssim": r["ms_ssim"], "metric": metric,
+                "value": value, "n_images": r["n_images"], "seed": r["seed"], "cell": r["key"],
+            })
+    df = pd.DataFrame.from_records(records, columns=COLUMNS)
+    if df.empty:
+        return df
+    df["quality"] = df["quality"].astype("Int64")
+    df["_s"] = df["scenario"].map(SCENARIO_ORDER).fillna(9)
+    df = df.sort_values(["task", "model", "dataset", "metric", "_s", "codec", "bpp"], na_position="first")
+    return df.drop(columns="_s").reset_index(drop=True)

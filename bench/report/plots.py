@@ -1,0 +1,84 @@
+"""Rate–accuracy and rate–PSNR plots (matplotlib, PNG).
+
+Rate–accuracy follows the reference study's Figure 3: scenario A as a horizontal line,
+B dashed, C solid, one colour per codec; x is the mean of per-image bpp.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bench.report.leaderboard import leaderboard_frame  # noqa: E402
+
+STYLE = {"B": "--", "C": "-", "D": ":"}
+
+
+def _slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(parts)).strip("-")
+
+
+def _colours(codecs: list[str]) -> dict[str, Any]:
+    cmap = plt.get_cmap("tab10")
+    return {c: cmap(i % 10) for i, c in enumerate(sorted(codecs))}
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def rate_accuracy(df: pd.DataFrame, task: str, model: str, dataset: str, out: Path) -> Path:
+    sub = df[(df.task == task) & (df.model == model) & (df.dataset == dataset)]
+    metrics = list(dict.fromkeys(sub.metric))
+    colours = _colours([c for c in sub.codec.unique() if c != "none"])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        m = sub[sub.metric == metric]
+        for _, a in m[m.scenario == "A"].iterrows():
+            ax.axhline(a.value, color="black", lw=1.2, label="A (original)")
+        for (scenario, codec), g in m[m.scenario != "A"].groupby(["scenario", "codec"]):
+            g = g.sort_values("bpp")
+            ax.plot(g.bpp, g.value, STYLE.get(scenario, "-."), marker="o", ms=4, color=colours[codec],
+                    label=f"{codec} {scenario}")
+        ax.set_xlabel("bpp (mean of per-image bpp)")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{task} · {model} · {dataset}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, out / f"rate_accuracy_{_slug(task, model, dataset)}.png")
+
+
+def rate_psnr(df: pd.DataFrame, dataset: str, out: Path) -> Path:
+    sub = df[(df.dataset == dataset) & (df.scenario == "B")].drop_duplicates(["codec", "quality"])
+    colours = _colours(list(sub.codec.unique()))
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for codec, g in sub.groupby("codec"):
+        g = g.sort_values("bpp")
+        ax.plot(g.bpp, g.psnr, marker="o", ms=4, color=colours[codec], label=codec)
+    ax.set_xlabel("bpp (mean of per-image bpp)")
+    ax.set_ylabel("PSNR (dB, mean of per-image PSNR)")
+    ax.set_title(f"rate–PSNR · {dataset}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out / f"rate_psnr_{_slug(dataset)}.png")
+
+
+def plot_all(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    df = leaderboard_frame(rows)
+    if df.empty:
+        return []
+    paths = [rate_accuracy(df, *key, out) for key in df[["task", "model", "dataset"]].drop_duplicates().itertuples(index=False)]
+    paths += [rate_psnr(df, d, out) for d in df[df.scenario == "B"].dataset.unique()]
+    return paths

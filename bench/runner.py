@@ -1,0 +1,272 @@
+"""A run: prepare → transcode → evaluate (per scenario) → record → report."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.cache import Cache, Transcoded
+from bench.datasets.base import ImageSet
+from bench.errors import BenchError
+from bench.grid import CELL_SCHEMA, Cell, Plan, ResolvedExperiment, stable_hash
+from bench.progress import Progress
+from bench.provenance import provenance
+from bench.store import Store
+from bench.transcode import make_pool, transcode_set
+
+
+@dataclass
+class RunOptions:
+    out: Path = Path("results")
+    cache_dir: Path | None = None
+    device: str = "auto"
+    workers: int = 1
+    force: bool = False
+    quiet: bool = False
+    argv: list[str] | None = None
+
+
+@dataclass
+class Counters:
+    cells_total: int = 0
+    cells_run: int = 0
+    cells_skipped: int = 0
+    encodes: int = 0
+    transcodes: int = 0
+    trainings: int = 0
+
+
+@dataclass
+class CellResult:
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"--device {device}: CUDA is not available here (torch {torch.__version__})")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise BenchError(f"--device {device}: expected cpu, cuda, cuda:N or auto")
+    return device
+
+
+def run_dir(out: Path, name: str) -> Path:
+    return Path(out) / name
+
+
+def ensure_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BenchError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
+
+
+def transcode_key(images: ImageSet, codec_identity: dict[str, Any], quality: int) -> str:
+    return stable_hash({"schema": CELL_SCHEMA, "set": images.fingerprint, "codec": codec_identity, "quality": quality}, 32)
+
+
+class Workbench:
+    """What scenarios draw on: originals, cached transcodes and (cached) trained models."""
+
+    def __init__(self, plan: Plan, cache: Cache, device: str, workers: int, force: bool, progress: Progress) -> None:
+        self.plan, self.cache, self.device, self.force, self.progress = plan, cache, device, force, progress
+        self.counters = Counters()
+        self.workers = workers
+        self._pool = None
+        self._originals: dict[tuple[int, str], ImageSet] = {}
+        self._references: dict[int, tuple[nn.Module, Any]] = {}
+        self._fresh: set[str] = set()  # transcodes made in this run (honours --force once)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    # -- data -------------------------------------------------------------------------
+    def originals(self, exp: ResolvedExperiment, split: str) -> ImageSet:
+        if (exp.index, split) not in self._originals:
+            same = [k for k in self._originals if k[1] == split
+                    and self.plan.experiments[k[0]].dataset.identity() == exp.dataset.identity()]
+            self._originals[(exp.index, split)] = (
+                self._originals[same[0]] if same else exp.dataset.load(split, self.cache.root)
+            )
+        return self._originals[(exp.index, split)]
+
+    def _codec(self, exp: ResolvedExperiment, label: str):
+        return next(rc for rc in exp.codecs if rc.label == label)
+
+    def transcode_needed(self, exp: ResolvedExperiment, split: str, label: str, quality: int) -> str | None:
+        """The transcode key if it must be computed in this run, else None."""
+        rc = self._codec(exp, label)
+        key = transcode_key(self.originals(exp, split), rc.codec.identity(), quality)
+        if key in self._fresh or (self.cache.has_transcode(key) and not self.force):
+            return None
+        return key
+
+    def make_transcode(self, exp: ResolvedExperiment, split: str, label: str, quality: int, bar: Any) -> None:
+        rc = self._codec(exp, label)
+        images = self.originals(exp, split)
+        key = transcode_key(images, rc.codec.identity(), quality)
+        if self._pool is None and self.workers > 1:
+            self._pool = make_pool(self.workers)
+        point = next(p for p in rc.points if p.quality == quality)
+        t = transcode_set(key, rc.codec, point, images.images, self._pool, on_images=bar.update)
+        self.cache.put_transcode(t, {"codec": rc.codec.identity(), "quality": quality,
+                                     "set": images.fingerprint, "dataset": images.dataset, "split": split,
+                                     "ids": images.ids})
+        self._fresh.add(key)
+        self.counters.encodes += len(images)
+        self.counters.transcodes += 1
+
+    def transcoded(self, exp: ResolvedExperiment, split: str, label: str, quality: int) -> Transcoded:
+        key = transcode_key(self.originals(exp, split), self._codec(exp, label).codec.identity(), quality)
+        return self.cache.get_transcode(key)
+
+    # -- models -----------------------------------------------------------------------
+    def _train(self, exp: ResolvedExperiment, net: nn.Module, images: list[np.ndarray], schedule: Any, key: str) -> None:
+        if self.cache.has_model(key) and not self.force:
+            net.load_state_dict(self.cache.get_model(key))
+            return
+        t0 = time.perf_counter()
+        exp.task.train(net, exp.model, images, self.originals(exp, "train"), schedule, exp.seed, self.device)
+        self.counters.trainings += 1
+        self.progress.say(f"trained {exp.model_label} on {len(images)} images in {time.perf_counter() - t0:.1f} s")
+        self.cache.put_model(key, {k: v.detach().cpu() for k, v in net.state_dict().items()})
+
+    def reference_model(self, exp: ResolvedExperiment) -> tuple[nn.Module, Any]:
+        """The scenario-A model (trained from scratch, or pretrained) and the references."""
+        if exp.index not in self._references:
+            val = self.originals(exp, "val")
+            torch.manual_seed(exp.seed)
+            net = exp.task.build(exp.model, val).to(self.device)
+            if not exp.model.pretrained:
+                train = self.originals(exp, "train")
+                self._train(exp, net, train.images, exp.entry.train, stable_hash(exp.reference_identity(), 32))
+            net.eval()
+            self._references[exp.index] = (net, exp.task.references(net, exp.model, val, self.device))
+        return self._references[exp.index]
+
+    def finetuned_model(self, cell: Cell) -> tuple[nn.Module, Any]:
+        """The A model finetuned on the compressed train split at the cell's operating point."""
+        net_a, refs = self.reference_model(cell.exp)
+        net = copy.deepcopy(net_a)
+        key = stable_hash({"cell": cell.key, "weights": "finetuned"}, 32)
+        if self.cache.has_model(key) and not self.force:
+            net.load_state_dict(self.cache.get_model(key))
+        else:
+            train = self.transcoded(cell.exp, "train", cell.codec_label, cell.quality)
+            self._train(cell.exp, net, train.decoded, cell.exp.entry.finetune, key)
+        return net.eval(), refs
+
+    def evaluate(self, exp: ResolvedExperiment, net: nn.Module, images: list[np.ndarray], refs: Any) -> dict[str, float]:
+        return exp.task.evaluate(net, exp.model, images, refs, self.device)
+
+    def result(self, cell: Cell, metrics: dict[str, float], transcoded: Transcoded | None, n_images: int) -> CellResult:
+        rate = transcoded.summary() if transcoded is not None else {}
+        row = {
+            "key": cell.key, "task": cell.task, "model": cell.model, "dataset": cell.dataset,
+            "scenario": cell.scenario, "codec": cell.codec_label, "quality": cell.quality, "seed": cell.seed,
+            "bpp": rate.get("bpp"), "bpp_total": rate.get("bpp_total"), "psnr": rate.get("psnr"),
+            "ms_ssim": rate.get("ms_ssim"), "n_images": n_images, "metrics": metrics,
+            "record": {"device": self.device, "workers": self.workers,
+                       "encode_s_mean": rate.get("encode_s_mean"), "decode_s_mean": rate.get("decode_s_mean"),
+                       "rate_source": "bitstream bytes" if transcoded is not None else None},
+        }
+        return CellResult(row)
+
+
+def _needs(bench: Workbench, cell: Cell) -> list[tuple[str, str, int]]:
+    """The (split, codec label, quality) transcodes a pending cell reads."""
+    if cell.codec_label is None:
+        return []
+    needs = [("val", cell.codec_label, cell.quality)]
+    if cell.scenario == "C":
+        needs.append(("train", cell.codec_label, cell.quality))
+    return needs
+
+
+def _prepare(bench: Workbench, pending: list[Cell]) -> None:
+    """Load every dataset split the pending cells touch: bad inputs fail before any work."""
+    for cell in pending:
+        bench.originals(cell.exp, "val")
+        if cell.scenario == "C" or (not cell.exp.model.pretrained):
+            bench.originals(cell.exp, "train")
+
+
+def _transcode_stage(bench: Workbench, pending: list[Cell]) -> None:
+    todo: dict[str, tuple[ResolvedExperiment, str, str, int]] = {}
+    for cell in pending:
+        for split, label, q in _needs(bench, cell):
+            key = bench.transcode_needed(cell.exp, split, label, q)
+            if key is not None:
+                todo.setdefault(key, (cell.exp, split, label, q))
+    total = sum(len(bench.originals(exp, split)) for exp, split, _, _ in todo.values())
+    with bench.progress.bar(total, f"transcode ({len(todo)} sets)", "images") as bar:
+        for exp, split, label, q in todo.values():
+            bench.make_transcode(exp, split, label, q, bar)
+
+
+def _evaluate_stage(bench: Workbench, pending: list[Cell], store: Store, run_id: str) -> None:
+    order = {"A": 0, "B": 1, "C": 2}
+    with bench.progress.bar(len(pending), "cells", "cells") as bar:
+        for cell in sorted(pending, key=lambda c: (c.exp.index, order.get(c.scenario, 9))):
+            scenario = next(s for s in cell.exp.scenarios if s.name == cell.scenario)
+            t0 = time.perf_counter()
+            result = scenario.run(bench, cell)
+            result.row["record"]["wall_s"] = time.perf_counter() - t0
+            store.record({**result.row, "run_id": run_id, "created": time.time()})
+            bench.counters.cells_run += 1
+            bar.update()
+
+
+def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:
+    """Run every pending cell of ``plan``; return the run summary (also in ``summary.json``)."""
+    t0 = time.perf_counter()
+    device = resolve_device(opts.device)
+    folder = run_dir(opts.out, plan.grid.name)
+    ensure_writable(folder)
+    cache = Cache(opts.cache_dir or Path(opts.out) / "cache")
+    ensure_writable(cache.root)
+    progress = Progress(opts.quiet)
+    store = Store(folder / "results.sqlite")
+    bench = Workbench(plan, cache, device, opts.workers, opts.force, progress)
+    run_id = uuid.uuid4().hex[:12]
+    done = set() if opts.force else store.finished_keys()
+    pending = [c for c in plan.cells if c.key not in done]
+    bench.counters.cells_total = len(plan.cells)
+    bench.counters.cells_skipped = len(plan.cells) - len(pending)
+    progress.say(f"run {plan.grid.name}: {len(plan.cells)} cells, {len(pending)} to compute, device {device}")
+    store.begin_run(run_id, plan.grid.name, plan.grid.model_dump(mode="json"), [c.key for c in plan.cells],
+                    provenance(device, opts.argv))
+    status = "failed"
+    try:
+        _prepare(bench, pending)
+        _transcode_stage(bench, pending)
+        _evaluate_stage(bench, pending, store, run_id)
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        bench.close()
+        summary = {**asdict(bench.counters), "wall_s": round(time.perf_counter() - t0, 3),
+                   "run_id": run_id, "status": status, "device": device}
+        store.end_run(run_id, status, summary)
+        store.close()
+    from bench.report import write_outputs
+
+    write_outputs(folder, summary)
+    return summary
