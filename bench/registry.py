@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 def did_you_mean(name: str, choices: list[str]) -> str:
     """`` Did you mean: jpeg?`` for the closest choices, or an empty string."""
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.7)
     return f" Did you mean: {', '.join(close)}?" if close else ""
 
 

@@ -1,7 +1,7 @@
 """The transcode stage: each (image set, codec, operating point) encoded and decoded once.
 
 Traditional codecs fan out over a process pool, one chunk of images per task; each image
-is timed on its own. Fidelity is measured in the parent on the 8-bit reconstructions.
+is timed on its own, and its fidelity is measured where it was decoded.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,12 +21,19 @@ from bench.metrics.fidelity import ms_ssim, psnr
 
 CHUNK = 32
 
-ChunkResult = tuple[list[bytes], list[np.ndarray], list[float], list[float]]
+
+class ChunkResult(NamedTuple):
+    streams: list[bytes]
+    decoded: list[np.ndarray]
+    encode_s: list[float]
+    decode_s: list[float]
+    psnr: list[float]
+    ms_ssim: list[float]
 
 
 def transcode_chunk(codec: Codec, point: OperatingPoint, images: Sequence[np.ndarray]) -> ChunkResult:
-    """Encode and decode each image on its own, timing both."""
-    streams, decoded, enc_s, dec_s = [], [], [], []
+    """Encode and decode each image on its own, timing both, and measure its fidelity."""
+    out = ChunkResult([], [], [], [], [], [])
     for im in images:
         t0 = time.perf_counter()
         (stream,) = codec.encode([im], point)
@@ -35,11 +42,20 @@ def transcode_chunk(codec: Codec, point: OperatingPoint, images: Sequence[np.nda
         t2 = time.perf_counter()
         if rec.shape != im.shape:
             raise CodecError(f"{codec.name} decoded a {rec.shape} image from a {im.shape} original")
-        streams.append(stream)
-        decoded.append(rec)
-        enc_s.append(t1 - t0)
-        dec_s.append(t2 - t1)
-    return streams, decoded, enc_s, dec_s
+        out.streams.append(stream)
+        out.decoded.append(rec)
+        out.encode_s.append(t1 - t0)
+        out.decode_s.append(t2 - t1)
+        out.psnr.append(psnr(im, rec))
+        out.ms_ssim.append(ms_ssim(im, rec))
+    return out
+
+
+def _init_worker() -> None:
+    # one thread per process: the pool already uses every core
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _worker(name: str, params: dict[str, Any], quality: int, images: Sequence[np.ndarray]) -> ChunkResult:
@@ -52,14 +68,15 @@ def make_pool(workers: int) -> Executor | None:
     if workers <= 1:
         return None
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
+                               initializer=_init_worker)
 
 
 def transcode_set(
     key: str, codec: Codec, point: OperatingPoint, images: Sequence[np.ndarray],
     pool: Executor | None, on_images: Callable[[int], None] = lambda n: None,
 ) -> Transcoded:
-    """Transcode ``images`` and measure PSNR / MS-SSIM of every reconstruction."""
+    """Transcode ``images`` (in order) with per-image rate, timing and fidelity."""
     chunks = [images[i : i + CHUNK] for i in range(0, len(images), CHUNK)]
     results: list[ChunkResult] = []
     if pool is None or codec.kind != "traditional":
@@ -72,13 +89,13 @@ def transcode_set(
         for fut, chunk in zip(futures, chunks):
             results.append(fut.result())
             on_images(len(chunk))
-    streams = [s for r in results for s in r[0]]
-    decoded = [d for r in results for d in r[1]]
+
+    def cat(field: str) -> list[Any]:
+        return [v for r in results for v in getattr(r, field)]
+
     return Transcoded(
-        key=key, decoded=decoded, streams=streams,
+        key=key, decoded=cat("decoded"), streams=cat("streams"),
         heights=np.array([im.shape[0] for im in images]), widths=np.array([im.shape[1] for im in images]),
-        psnr=np.array([psnr(a, b) for a, b in zip(images, decoded)]),
-        ms_ssim=np.array([ms_ssim(a, b) for a, b in zip(images, decoded)]),
-        encode_s=np.array([t for r in results for t in r[2]]),
-        decode_s=np.array([t for r in results for t in r[3]]),
+        psnr=np.array(cat("psnr")), ms_ssim=np.array(cat("ms_ssim"), dtype=np.float64),
+        encode_s=np.array(cat("encode_s")), decode_s=np.array(cat("decode_s")),
     )

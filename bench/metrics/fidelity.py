@@ -31,6 +31,8 @@ def ms_ssim(original: np.ndarray, reconstruction: np.ndarray) -> float:
     import torch
     from pytorch_msssim import ms_ssim as _ms_ssim
 
-    a = torch.from_numpy(np.ascontiguousarray(original)).permute(2, 0, 1)[None].double()
-    b = torch.from_numpy(np.ascontiguousarray(reconstruction)).permute(2, 0, 1)[None].double()
-    return float(_ms_ssim(a, b, data_range=255.0, size_average=True))
+    # float32 is ample for 8-bit data and an order of magnitude faster than float64
+    a = torch.tensor(original, dtype=torch.float32).permute(2, 0, 1)[None]
+    b = torch.tensor(reconstruction, dtype=torch.float32).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        return float(_ms_ssim(a, b, data_range=255.0, size_average=True))
