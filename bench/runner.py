@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import copy
-import json
-import os
 import time
 import uuid
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from bench.grid import CELL_SCHEMA, Cell, Plan, ResolvedExperiment, stable_hash
 from bench.progress import Progress
 from bench.provenance import provenance
 from bench.store import Store
-from bench.transcode import make_pool, transcode_set
+from bench.transcode import PendingSet, make_pool
 
 
 @dataclass
@@ -116,18 +115,29 @@ class Workbench:
             return None
         return key
 
-    def make_transcode(self, exp: ResolvedExperiment, split: str, label: str, quality: int, bar: Any) -> None:
-        rc = self._codec(exp, label)
-        images = self.originals(exp, split)
-        key = transcode_key(images, rc.codec.identity(), quality)
+    def make_transcodes(self, todo: list[tuple[ResolvedExperiment, str, str, int]], bar: Any) -> None:
+        """Transcode every listed set; the next set is queued before the current one is
+        collected, so the worker pool never idles between sets."""
         if self._pool is None and self.workers > 1:
             self._pool = make_pool(self.workers)
-        point = next(p for p in rc.points if p.quality == quality)
-        t = transcode_set(key, rc.codec, point, images.images, self._pool, on_images=bar.update)
-        self.cache.put_transcode(t, {"codec": rc.codec.identity(), "quality": quality,
-                                     "set": images.fingerprint, "dataset": images.dataset, "split": split,
-                                     "ids": images.ids})
-        self._fresh.add(key)
+        window: deque[tuple[PendingSet, ImageSet, dict[str, Any]]] = deque()
+        for exp, split, label, quality in todo:
+            rc = self._codec(exp, label)
+            images = self.originals(exp, split)
+            key = transcode_key(images, rc.codec.identity(), quality)
+            point = next(p for p in rc.points if p.quality == quality)
+            info = {"codec": rc.codec.identity(), "quality": quality, "set": images.fingerprint,
+                    "dataset": images.dataset, "split": split, "ids": images.ids}
+            window.append((PendingSet(key, rc.codec, point, images.images, self._pool), images, info))
+            if len(window) > 1:
+                self._finish(*window.popleft(), bar)
+        while window:
+            self._finish(*window.popleft(), bar)
+
+    def _finish(self, pending: PendingSet, images: ImageSet, info: dict[str, Any], bar: Any) -> None:
+        t = pending.result(on_images=bar.update)
+        self.cache.put_transcode(t, info)
+        self._fresh.add(t.key)
         self.counters.encodes += len(images)
         self.counters.transcodes += 1
 
@@ -215,8 +225,7 @@ def _transcode_stage(bench: Workbench, pending: list[Cell]) -> None:
                 todo.setdefault(key, (cell.exp, split, label, q))
     total = sum(len(bench.originals(exp, split)) for exp, split, _, _ in todo.values())
     with bench.progress.bar(total, f"transcode ({len(todo)} sets)", "images") as bar:
-        for exp, split, label, q in todo.values():
-            bench.make_transcode(exp, split, label, q, bar)
+        bench.make_transcodes(list(todo.values()), bar)
 
 
 def _evaluate_stage(bench: Workbench, pending: list[Cell], store: Store, run_id: str) -> None:
@@ -262,11 +271,15 @@ def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:
         raise
     finally:
         bench.close()
-        summary = {**asdict(bench.counters), "wall_s": round(time.perf_counter() - t0, 3),
-                   "run_id": run_id, "status": status, "device": device}
-        store.end_run(run_id, status, summary)
-        store.close()
-    from bench.report import write_outputs
+        if status != "finished":
+            store.end_run(run_id, status, {**asdict(bench.counters), "status": status})
+            store.close()
+    from bench.report import write_outputs, write_summary
 
-    write_outputs(folder, summary)
+    write_outputs(folder)
+    summary = {**asdict(bench.counters), "wall_s": round(time.perf_counter() - t0, 3),
+               "run_id": run_id, "status": status, "device": device}
+    store.end_run(run_id, status, summary)
+    store.close()
+    write_summary(folder, summary)
     return summary

@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -72,30 +72,40 @@ def make_pool(workers: int) -> Executor | None:
                                initializer=_init_worker)
 
 
+class PendingSet:
+    """One set's chunks, submitted to the pool (or run here when there is none)."""
+
+    def __init__(self, key: str, codec: Codec, point: OperatingPoint, images: Sequence[np.ndarray],
+                 pool: Executor | None) -> None:
+        self.key, self.codec, self.point, self.images = key, codec, point, images
+        self.chunks = [images[i : i + CHUNK] for i in range(0, len(images), CHUNK)]
+        self.futures: list[Future[ChunkResult]] | None = None
+        if pool is not None and codec.kind == "traditional":
+            params = codec.params.model_dump()
+            self.futures = [pool.submit(_worker, codec.name, params, point.quality, c) for c in self.chunks]
+
+    def result(self, on_images: Callable[[int], None] = lambda n: None) -> Transcoded:
+        """Wait for (or compute) every chunk; per-image rate, timing and fidelity, in order."""
+        results: list[ChunkResult] = []
+        for i, chunk in enumerate(self.chunks):
+            results.append(self.futures[i].result() if self.futures else transcode_chunk(self.codec, self.point, chunk))
+            on_images(len(chunk))
+
+        def cat(field: str) -> list[Any]:
+            return [v for r in results for v in getattr(r, field)]
+
+        return Transcoded(
+            key=self.key, decoded=cat("decoded"), streams=cat("streams"),
+            heights=np.array([im.shape[0] for im in self.images]),
+            widths=np.array([im.shape[1] for im in self.images]),
+            psnr=np.array(cat("psnr")), ms_ssim=np.array(cat("ms_ssim"), dtype=np.float64),
+            encode_s=np.array(cat("encode_s")), decode_s=np.array(cat("decode_s")),
+        )
+
+
 def transcode_set(
     key: str, codec: Codec, point: OperatingPoint, images: Sequence[np.ndarray],
     pool: Executor | None, on_images: Callable[[int], None] = lambda n: None,
 ) -> Transcoded:
     """Transcode ``images`` (in order) with per-image rate, timing and fidelity."""
-    chunks = [images[i : i + CHUNK] for i in range(0, len(images), CHUNK)]
-    results: list[ChunkResult] = []
-    if pool is None or codec.kind != "traditional":
-        for chunk in chunks:
-            results.append(transcode_chunk(codec, point, chunk))
-            on_images(len(chunk))
-    else:
-        params = codec.params.model_dump()
-        futures = [pool.submit(_worker, codec.name, params, point.quality, chunk) for chunk in chunks]
-        for fut, chunk in zip(futures, chunks):
-            results.append(fut.result())
-            on_images(len(chunk))
-
-    def cat(field: str) -> list[Any]:
-        return [v for r in results for v in getattr(r, field)]
-
-    return Transcoded(
-        key=key, decoded=cat("decoded"), streams=cat("streams"),
-        heights=np.array([im.shape[0] for im in images]), widths=np.array([im.shape[1] for im in images]),
-        psnr=np.array(cat("psnr")), ms_ssim=np.array(cat("ms_ssim"), dtype=np.float64),
-        encode_s=np.array(cat("encode_s")), decode_s=np.array(cat("decode_s")),
-    )
+    return PendingSet(key, codec, point, images, pool).result(on_images)

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from bench.datasets.base import Dataset, DatasetParams, ImageSet, identity_hash
-from bench.datasets.synthetic import CLASSES, ShapesSpec, ShapesSplit, generate
+from bench.datasets.synthetic import CLASSES, GENERATOR_VERSION, ShapesSpec, ShapesSplit, generate
 
 
 class ShapesParams(DatasetParams):
@@ -25,7 +25,7 @@ class Shapes(Dataset):
     a class label (largest object), boxes and a segmentation map for every image."""
 
     name = "shapes"
-    version = "1"
+    version = str(GENERATOR_VERSION)  # a new generator means new images: new cache keys
     description = "embedded synthetic scenes, 10 classes; labels, boxes and masks; generated from a seed"
     Params = ShapesParams
 

@@ -52,7 +52,10 @@ def write_plots(folder: Path) -> list[Path]:
     return plot_all(rows, folder / "plots")
 
 
-def write_outputs(folder: Path, summary: dict[str, Any]) -> None:
-    atomic_write_text(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+def write_outputs(folder: Path) -> None:
     write_leaderboard(folder)
     write_plots(folder)
+
+
+def write_summary(folder: Path, summary: dict[str, Any]) -> None:
+    atomic_write_text(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
