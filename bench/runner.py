@@ -53,10 +53,14 @@ class CellResult:
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError(f"--device {device}: CUDA is not available here (torch {torch.__version__})")
-    if device not in ("cpu",) and not device.startswith("cuda"):
+    if device == "cpu":
+        return device
+    if device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise BenchError(f"--device {device}: expected cpu, cuda, cuda:N or auto")
+    if not torch.cuda.is_available():
+        raise BenchError(f"--device {device}: CUDA is not available here (torch {torch.__version__})")
+    if device != "cuda" and int(device[5:]) >= torch.cuda.device_count():
+        raise BenchError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
     return device
 
 

@@ -125,3 +125,12 @@ def test_console_script_exit_status(tmp_path: Path) -> None:
         "Known: avif, bpg, heic, jpeg, webp."
     )
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "cuda:99"])
+def test_bad_device(tmp_path: Path, capsys: pytest.CaptureFixture[str], device: str) -> None:
+    path = write_grid(tmp_path / "g.yaml", photo_grid(photo_folder(tmp_path)))
+    assert bench("run", "--grid", path, "--out", tmp_path / "out", "--device", device) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"bench: error: --device {device}: ")
+    assert stored_cells(tmp_path / "out", "photos") == 0
