@@ -1,0 +1,96 @@
+"""Bjøntegaard deltas: BD-rate and BD-metric (BD-PSNR, BD-accuracy, BD-mAP, ...).
+
+The JVET convention: interpolate with PCHIP (Akima and the original cubic fit are
+selectable), log10 of the rate, integrate over the overlapping interval only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from scipy.interpolate import Akima1DInterpolator, PchipInterpolator
+
+Method = Literal["pchip", "akima", "cubic"]
+MIN_OVERLAP = 0.75
+
+
+@dataclass(frozen=True)
+class BDResult:
+    """A Bjøntegaard delta with what a reader must know to trust it."""
+
+    value: float
+    #: Overlap of the two curves on the integration axis, relative to their joint extent.
+    overlap: float
+    warnings: tuple[str, ...] = field(default=())
+
+
+class _Cubic:
+    """Bjøntegaard's original third-order polynomial fit."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.antiderivative = np.polyint(np.polyfit(x, y, 3))
+
+    def integrate(self, a: float, b: float) -> float:
+        return float(np.polyval(self.antiderivative, b) - np.polyval(self.antiderivative, a))
+
+
+def _interpolator(x: np.ndarray, y: np.ndarray, method: Method):
+    if method == "pchip":
+        return PchipInterpolator(x, y)
+    if method == "akima":
+        return Akima1DInterpolator(x, y)
+    if method == "cubic":
+        return _Cubic(x, y)
+    raise ValueError(f"unknown interpolation {method!r}: expected pchip, akima or cubic")
+
+
+def _curve(rate: Sequence[float], metric: Sequence[float], name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    r, m = np.asarray(rate, dtype=np.float64), np.asarray(metric, dtype=np.float64)
+    if r.shape != m.shape or r.ndim != 1:
+        raise ValueError(f"{name}: rate and metric need the same number of points")
+    if len(r) < 2 or (r <= 0).any() or not np.isfinite(r).all() or not np.isfinite(m).all():
+        raise ValueError(f"{name}: needs at least 2 points with positive, finite rates and finite metrics")
+    order = np.argsort(r)
+    r, m = r[order], m[order]
+    notes = []
+    if (np.diff(m) <= 0).any():
+        notes.append(f"{name}: metric is not monotonic in rate; the delta is unreliable")
+    return r, m, notes
+
+
+def _delta(x_a: np.ndarray, y_a: np.ndarray, x_t: np.ndarray, y_t: np.ndarray, method: Method,
+           notes: list[str]) -> BDResult:
+    lo, hi = max(x_a.min(), x_t.min()), min(x_a.max(), x_t.max())
+    extent = max(x_a.max(), x_t.max()) - min(x_a.min(), x_t.min())
+    overlap = max(hi - lo, 0.0) / extent if extent > 0 else 0.0
+    if overlap == 0:
+        return BDResult(math.nan, 0.0, tuple(notes + ["curves do not overlap"]))
+    if overlap < MIN_OVERLAP:
+        notes.append(f"curves overlap over {overlap:.0%} of their extent only (< {MIN_OVERLAP:.0%})")
+    fa, ft = _interpolator(x_a, y_a, method), _interpolator(x_t, y_t, method)
+    avg = (ft.integrate(lo, hi) - fa.integrate(lo, hi)) / (hi - lo)
+    return BDResult(float(avg), overlap, tuple(notes))
+
+
+def bd_rate(anchor_rate: Sequence[float], anchor_metric: Sequence[float], test_rate: Sequence[float],
+            test_metric: Sequence[float], method: Method = "pchip") -> BDResult:
+    """Average rate difference of ``test`` against ``anchor`` at equal metric, in percent
+    (negative: the test codec needs less rate)."""
+    ra, ma, na = _curve(anchor_rate, anchor_metric, "anchor")
+    rt, mt, nt = _curve(test_rate, test_metric, "test")
+    oa, ot = np.argsort(ma), np.argsort(mt)  # integrate over the metric axis
+    d = _delta(ma[oa], np.log10(ra[oa]), mt[ot], np.log10(rt[ot]), method, na + nt)
+    return BDResult((10**d.value - 1) * 100 if math.isfinite(d.value) else math.nan, d.overlap, d.warnings)
+
+
+def bd_metric(anchor_rate: Sequence[float], anchor_metric: Sequence[float], test_rate: Sequence[float],
+              test_metric: Sequence[float], method: Method = "pchip") -> BDResult:
+    """Average metric difference of ``test`` against ``anchor`` at equal rate (BD-PSNR,
+    BD-accuracy, ...), in the metric's own unit."""
+    ra, ma, na = _curve(anchor_rate, anchor_metric, "anchor")
+    rt, mt, nt = _curve(test_rate, test_metric, "test")
+    return _delta(np.log10(ra), ma, np.log10(rt), mt, method, na + nt)

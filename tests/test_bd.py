@@ -1,0 +1,42 @@
+"""Bjøntegaard deltas against the `bjontegaard` package and against known answers."""
+
+from __future__ import annotations
+
+import warnings
+
+import bjontegaard
+import numpy as np
+import pytest
+
+from bench.metrics.bd import bd_metric, bd_rate
+
+# Rate-PSNR points of two codecs on Kodak (bpp, dB), as bench reports them.
+ANCHOR = ([0.25, 0.45, 0.75, 1.30], [26.9, 29.4, 31.6, 34.4])
+TEST = ([0.20, 0.38, 0.66, 1.15], [27.3, 29.9, 32.4, 35.0])
+
+
+@pytest.mark.parametrize("method", ["pchip", "akima", "cubic"])
+def test_matches_the_bjontegaard_package(method: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref_rate = bjontegaard.bd_rate(*ANCHOR, *TEST, method=method)
+        ref_psnr = bjontegaard.bd_psnr(*ANCHOR, *TEST, method=method)
+    assert bd_rate(*ANCHOR, *TEST, method=method).value == pytest.approx(ref_rate, abs=0.05)
+    assert bd_metric(*ANCHOR, *TEST, method=method).value == pytest.approx(ref_psnr, abs=1e-3)
+
+
+def test_known_answers() -> None:
+    rate = np.array([0.1, 0.2, 0.4, 0.8])
+    psnr = np.array([28.0, 30.0, 32.0, 34.0])
+    # the same curve at half the rate: exactly -50 % rate, +2 dB at equal rate (2 dB per doubling)
+    assert bd_rate(rate, psnr, rate / 2, psnr).value == pytest.approx(-50.0, abs=1e-9)
+    assert bd_metric(rate, psnr, rate / 2, psnr).value == pytest.approx(2.0, abs=1e-9)
+    assert bd_rate(rate, psnr, rate, psnr).value == pytest.approx(0.0, abs=1e-12)
+
+
+def test_warnings_for_small_overlap_and_non_monotonic_curves() -> None:
+    r = bd_rate([0.1, 0.2, 0.4], [28, 30, 32], [0.1, 0.2, 0.4], [31, 33, 35])
+    assert r.overlap == pytest.approx(1 / 7) and any("overlap" in w for w in r.warnings)
+    r = bd_metric([0.1, 0.2, 0.4, 0.8], [0.5, 0.7, 0.6, 0.8], [0.1, 0.2, 0.4, 0.8], [0.6, 0.7, 0.8, 0.9])
+    assert any("not monotonic" in w for w in r.warnings)
+    assert np.isnan(bd_rate([0.1, 0.2], [20, 21], [0.1, 0.2], [30, 31]).value)
