@@ -96,7 +96,8 @@ class Workbench:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     # -- data -------------------------------------------------------------------------
     def originals(self, exp: ResolvedExperiment, split: str) -> ImageSet:
@@ -274,10 +275,10 @@ def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:
         status = "interrupted"
         raise
     finally:
-        bench.close()
-        if status != "finished":
+        if status != "finished":  # record the stop first: closing the pool may be interrupted too
             store.end_run(run_id, status, {**asdict(bench.counters), "status": status})
             store.close()
+        bench.close()
     from bench.report import write_outputs, write_summary
 
     write_outputs(folder)

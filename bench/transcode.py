@@ -7,6 +7,7 @@ is timed on its own, and its fidelity is measured where it was decoded.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -69,10 +70,11 @@ def transcode_chunk(codec: Codec, point: OperatingPoint, images: Sequence[np.nda
 
 
 def _init_worker() -> None:
-    # one thread per process: the pool already uses every core
     import torch
 
-    torch.set_num_threads(1)
+    # Ctrl-C is the parent's to handle: it records the stop and shuts the pool down
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)  # one thread per process: the pool already uses every core
 
 
 def _worker(name: str, params: dict[str, Any], quality: int, images: Sequence[np.ndarray]) -> ChunkResult:
@@ -84,9 +86,14 @@ def make_pool(workers: int) -> Executor | None:
     """A process pool for ``workers`` > 1 (forkserver: the parent holds torch threads)."""
     if workers <= 1:
         return None
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
-                               initializer=_init_worker)
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        # workers fork from a server that has imported these already: fast starts, and no
+        # half-finished import for a Ctrl-C to interrupt
+        context.set_forkserver_preload(["bench.transcode", "bench.codecs.pillow", "bench.codecs.heif", "torch"])
+    else:
+        context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
 
 
 class PendingSet:
