@@ -78,7 +78,7 @@ def test_second_run_recomputes_nothing(first_run) -> None:
     again = run(plan, opts(tmp))
     assert again["encodes"] == 0 and again["trainings"] == 0 and again["cells_run"] == 0
     assert again["cells_skipped"] == again["cells_total"] == 7
-    assert again["wall_s"] < first["wall_s"] / 10
+    assert again["transcodes"] == 0  # (its time against the first run's: benchmarks/warm_rerun.py)
 
 
 def test_training_is_reproducible(first_run, tmp_path: Path) -> None:
