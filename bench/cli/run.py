@@ -3,6 +3,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -20,12 +21,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(args: argparse.Namespace) -> int:
     from bench.config import load_grid
     from bench.errors import BenchError
     from bench.grid import resolve
     from bench.runner import RunOptions, run, run_dir
 
+    # a scheduler's SIGTERM stops a run like Ctrl-C: the stop is recorded, finished cells kept
+    signal.signal(signal.SIGTERM, _stop)
     if args.workers < 1:
         raise BenchError(f"--workers {args.workers}: must be at least 1")
     plan = resolve(load_grid(args.grid), args.grid)
