@@ -8,7 +8,7 @@ import sys
 
 from bench.errors import BenchError
 
-SUBCOMMANDS = ("run", "validate", "ls", "plot", "leaderboard")
+SUBCOMMANDS = ("run", "validate", "ls", "plot", "leaderboard", "train-codec")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f"bench.cli.{name}")
+        module = importlib.import_module(f"bench.cli.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(handler=module.main)

@@ -12,5 +12,12 @@ CODECS.register("webp", "bench.codecs.pillow:WebP")
 CODECS.register("avif", "bench.codecs.pillow:AVIF")
 CODECS.register("heic", "bench.codecs.heif:HEIC")
 CODECS.register("bpg", "bench.codecs.bpg:BPG")
+CODECS.register("bmshj2018-factorized", "bench.codecs.neural:BMSHJ2018Factorized")
+CODECS.register("bmshj2018-hyperprior", "bench.codecs.neural:BMSHJ2018Hyperprior")
+CODECS.register("mbt2018-mean", "bench.codecs.neural:MBT2018Mean")
+CODECS.register("mbt2018", "bench.codecs.neural:MBT2018")
+CODECS.register("cheng2020-anchor", "bench.codecs.neural:Cheng2020Anchor")
+CODECS.register("cheng2020-attn", "bench.codecs.neural:Cheng2020Attn")
+CODECS.register("gmm-hyperprior", "bench.codecs.neural:GMMHyperprior")
 
 __all__ = ["CODECS", "Codec", "CodecParams", "OperatingPoint"]
