@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.codecs import CODECS
 from tests.helpers import bench, tiny_grid, write_grid
 
 
@@ -122,7 +123,7 @@ def test_console_script_exit_status(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         f"bench: error: {path}: codecs[0].codec: Unknown codec 'jpg'. Did you mean: jpeg? "
-        "Known: avif, bpg, heic, jpeg, webp."
+        f"Known: {', '.join(CODECS.names())}."
     )
     assert not (tmp_path / "results").exists()
 
