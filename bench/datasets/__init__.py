@@ -10,3 +10,5 @@ DATASETS.register("shapes", "bench.datasets.shapes:Shapes")
 DATASETS.register("photos", "bench.datasets.photos:Photos")
 
 __all__ = ["DATASETS", "Dataset", "ImageSet"]
+DATASETS.register("coco", "bench.datasets.coco:Coco")
+DATASETS.register("labelpng", "bench.datasets.labelpng:LabelPng")

@@ -11,3 +11,7 @@ MODELS.register("efficientnet-lite0", "bench.models.pretrained:EfficientNetLite0
 MODELS.register("torchvision", "bench.models.pretrained:TorchvisionClassifier")
 
 __all__ = ["MODELS", "Model"]
+MODELS.register("tiny-centernet", "bench.models.detectors:TinyCenterNet")
+MODELS.register("torchvision-detector", "bench.models.detectors:TorchvisionDetector")
+MODELS.register("tiny-fcn", "bench.models.segmenters:TinyFCN")
+MODELS.register("torchvision-segmenter", "bench.models.segmenters:TorchvisionSegmenter")

@@ -9,3 +9,5 @@ TASKS: Registry[type[Task]] = Registry("task", group="bench.tasks", validate=val
 TASKS.register("classification", "bench.tasks.classification:Classification")
 
 __all__ = ["TASKS", "Task"]
+TASKS.register("detection", "bench.tasks.detection:Detection")
+TASKS.register("segmentation", "bench.tasks.segmentation:Segmentation")
