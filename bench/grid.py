@@ -44,7 +44,8 @@ class ResolvedExperiment:
 
     @property
     def model_label(self) -> str:
-        return self.model.name if self.model.name != "torchvision" else f"torchvision:{self.model.params.arch}"
+        arch = getattr(self.model.params, "arch", None)
+        return f"{self.model.name}:{arch}" if arch else self.model.name
 
     def reference_identity(self) -> dict[str, Any]:
         """What the scenario-A model depends on."""

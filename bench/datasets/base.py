@@ -60,6 +60,9 @@ class Dataset(ABC):
     version: ClassVar[str]
     description: ClassVar[str] = ""
     Params: ClassVar[type[DatasetParams]] = DatasetParams
+    #: Task targets every split carries (``boxes``, ``box_labels``, ``masks``), checked
+    #: against the tasks before any work starts.
+    target_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: DatasetParams | None = None, **kwargs: Any) -> None:
         self.params = params if params is not None else self.Params(**kwargs)

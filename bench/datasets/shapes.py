@@ -28,6 +28,7 @@ class Shapes(Dataset):
     version = str(GENERATOR_VERSION)  # a new generator means new images: new cache keys
     description = "embedded synthetic scenes, 10 classes; labels, boxes and masks; generated from a seed"
     Params = ShapesParams
+    target_names = ("boxes", "box_labels", "masks")
 
     @property
     def splits(self) -> tuple[str, ...]:

@@ -29,5 +29,8 @@ def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         return df
     df["quality"] = df["quality"].astype("Int64")
     df["_s"] = df["scenario"].map(SCENARIO_ORDER).fillna(9)
-    df = df.sort_values(["task", "model", "dataset", "metric", "_s", "codec", "bpp"], na_position="first")
-    return df.drop(columns="_s").reset_index(drop=True)
+    # metrics keep the order the task reports them in (its primary metric first)
+    df["_m"] = df.groupby(["task", "model", "dataset"]).cumcount()
+    df["_m"] = df.groupby(["task", "model", "dataset", "metric"])["_m"].transform("min")
+    df = df.sort_values(["task", "model", "dataset", "_m", "_s", "codec", "bpp"], na_position="first")
+    return df.drop(columns=["_s", "_m"]).reset_index(drop=True)

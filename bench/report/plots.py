@@ -41,7 +41,9 @@ def _save(fig: Any, path: Path) -> Path:
 
 def rate_accuracy(df: pd.DataFrame, task: str, model: str, dataset: str, out: Path) -> Path:
     sub = df[(df.task == task) & (df.model == model) & (df.dataset == dataset)]
-    metrics = list(dict.fromkeys(sub.metric))
+    # the task's own metric order (the primary one first); metrics undefined everywhere
+    # (COCO's APl on 64×64 images) get no empty panel
+    metrics = [m for m in dict.fromkeys(sub.metric) if sub[sub.metric == m].value.notna().any()]
     colours = _colours([c for c in sub.codec.unique() if c != "none"])
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
