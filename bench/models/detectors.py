@@ -30,6 +30,7 @@ from pydantic import Field
 from torch import nn
 
 from bench.errors import BenchError
+from bench.models.pretrained import TorchvisionWeights
 from bench.models.base import Model, ModelParams
 from bench.models.tiny import BasicBlock
 
@@ -254,7 +255,7 @@ class TorchvisionDetectorParams(ModelParams):
     score_threshold: float | None = Field(default=None, ge=0, le=1)
 
 
-class TorchvisionDetector(Detector):
+class TorchvisionDetector(TorchvisionWeights, Detector):
     """A torchvision COCO detector with its pretrained weights, from the torch hub cache
     (downloaded once with a network) or a local checkpoint. It keeps its own input
     pipeline (normalisation, resize to a shorter side of 800); labels are COCO's, matched
@@ -265,34 +266,8 @@ class TorchvisionDetector(Detector):
     pretrained = True
     description = "torchvision COCO detectors (arch: fasterrcnn_resnet50_fpn, retinanet_..., fcos_...)"
     eval_batch = 2  # images are resized to ~800x1333 inside the network
+    torchvision_module = "detection"
     Params = TorchvisionDetectorParams
-
-    def _weights(self):
-        from torchvision import models
-
-        enum = models.get_model_weights(self.params.arch)
-        try:
-            return enum[self.params.weights]
-        except KeyError:
-            names = ", ".join(w.name for w in enum)
-            raise BenchError(f"torchvision {self.params.arch} has no weights {self.params.weights!r} ({names})") from None
-
-    def unavailable_reason(self) -> str | None:
-        from torchvision import models
-
-        archs = models.list_models(module=models.detection)
-        if self.params.arch not in archs:
-            return f"torchvision has no detection model {self.params.arch!r} ({', '.join(archs)})"
-        try:
-            self._weights()
-        except BenchError as exc:
-            return str(exc)
-        if self.params.checkpoint and not Path(self.params.checkpoint).is_file():
-            return f"checkpoint {self.params.checkpoint} not found"
-        return None
-
-    def output_classes(self) -> tuple[str, ...]:
-        return tuple(self._weights().meta["categories"])
 
     def build(self, num_classes: int | None) -> nn.Module:
         from torchvision import models

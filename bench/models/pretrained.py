@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -150,3 +151,38 @@ class TorchvisionClassifier(_ImageNetClassifier):
                 f"torchvision {self.params.arch} weights {weights} could not be downloaded ({exc.__class__.__name__}); "
                 f"place {os.path.basename(weights.url)} (from {weights.url}) at {hub}, or set checkpoint:"
             ) from exc
+
+
+class TorchvisionWeights:
+    """Mixin for torchvision zoo models: ``params.arch``, ``params.weights`` (an enum member
+    name) and ``params.checkpoint``; ``torchvision_module`` names the zoo (``detection``, ...)."""
+
+    torchvision_module: ClassVar[str]
+    task: ClassVar[str]
+
+    def _weights(self):
+        from torchvision import models
+
+        enum = models.get_model_weights(self.params.arch)
+        try:
+            return enum[self.params.weights]
+        except KeyError:
+            names = ", ".join(w.name for w in enum)
+            raise BenchError(f"torchvision {self.params.arch} has no weights {self.params.weights!r} ({names})") from None
+
+    def unavailable_reason(self) -> str | None:
+        from torchvision import models
+
+        archs = models.list_models(module=getattr(models, self.torchvision_module))
+        if self.params.arch not in archs:
+            return f"torchvision has no {self.task} model {self.params.arch!r} ({', '.join(archs)})"
+        try:
+            self._weights()
+        except BenchError as exc:
+            return str(exc)
+        if self.params.checkpoint and not Path(self.params.checkpoint).is_file():
+            return f"checkpoint {self.params.checkpoint} not found"
+        return None
+
+    def output_classes(self) -> tuple[str, ...]:
+        return tuple(self._weights().meta["categories"])

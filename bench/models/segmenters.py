@@ -20,6 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from bench.errors import BenchError
+from bench.models.pretrained import TorchvisionWeights
 from bench.models.base import Model, ModelParams
 from bench.models.detectors import TinyBackbone, Width, cpu_bf16, stack_padded
 
@@ -97,7 +98,7 @@ class TorchvisionSegmenterParams(ModelParams):
     resize: int | None = Field(default=520, ge=16, le=4096)
 
 
-class TorchvisionSegmenter(Segmenter):
+class TorchvisionSegmenter(TorchvisionWeights, Segmenter):
     """A torchvision segmenter with its pretrained weights (21 Pascal VOC classes, trained on
     the VOC categories of COCO), from the torch hub cache or a local checkpoint. Classes
     are matched to the dataset's by name; logits are resized back to the label maps."""
@@ -106,37 +107,11 @@ class TorchvisionSegmenter(Segmenter):
     version = "1"
     pretrained = True
     description = "torchvision segmenters (arch: deeplabv3_resnet50, fcn_resnet50, lraspp_mobilenet_v3_large)"
+    torchvision_module = "segmentation"
     Params = TorchvisionSegmenterParams
     eval_batch = 4  # images are resized to a shorter side of 520
     mean = (0.485, 0.456, 0.406)
     std = (0.229, 0.224, 0.225)
-
-    def _weights(self):
-        from torchvision import models
-
-        enum = models.get_model_weights(self.params.arch)
-        try:
-            return enum[self.params.weights]
-        except KeyError:
-            names = ", ".join(w.name for w in enum)
-            raise BenchError(f"torchvision {self.params.arch} has no weights {self.params.weights!r} ({names})") from None
-
-    def unavailable_reason(self) -> str | None:
-        from torchvision import models
-
-        archs = models.list_models(module=models.segmentation)
-        if self.params.arch not in archs:
-            return f"torchvision has no segmentation model {self.params.arch!r} ({', '.join(archs)})"
-        try:
-            self._weights()
-        except BenchError as exc:
-            return str(exc)
-        if self.params.checkpoint and not Path(self.params.checkpoint).is_file():
-            return f"checkpoint {self.params.checkpoint} not found"
-        return None
-
-    def output_classes(self) -> tuple[str, ...]:
-        return tuple(self._weights().meta["categories"])
 
     def build(self, num_classes: int | None) -> nn.Module:
         from torchvision import models

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from torch import nn
 
 from bench.config import Schedule
@@ -56,3 +58,10 @@ def validate_task_class(name: str, obj: object) -> None:
         raise TypeError(f"{obj!r} is not a subclass of bench.tasks.base.Task")
     if getattr(obj, "__abstractmethods__", None):
         raise TypeError(f"{obj.__name__} does not implement {', '.join(sorted(obj.__abstractmethods__))}")
+
+
+def optimizer_for(net: nn.Module, schedule: Schedule, n_images: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a cosine decay over the schedule's steps: the same for every task."""
+    opt = torch.optim.AdamW(net.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
+    steps = schedule.epochs * math.ceil(n_images / schedule.batch_size)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ from torch import nn
 from bench.config import Schedule
 from bench.datasets.base import Dataset, ImageSet
 from bench.models.base import Model
-from bench.tasks.base import Task
+from bench.tasks.base import Task, optimizer_for
 
 EVAL_BATCH = 64
 
@@ -85,9 +84,7 @@ class Classification(Task):
         y_all = torch.as_tensor(data.labels, dtype=torch.long)
         gen = torch.Generator().manual_seed(seed)
         net.to(device).train()
-        opt = torch.optim.AdamW(net.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
-        steps_per_epoch = math.ceil(len(x_all) / schedule.batch_size)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=schedule.epochs * steps_per_epoch)
+        opt, sched = optimizer_for(net, schedule, len(x_all))
         loss_fn = nn.CrossEntropyLoss()
         for _ in range(schedule.epochs):
             order = torch.randperm(len(x_all), generator=gen)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ from bench.datasets.base import Dataset, ImageSet
 from bench.errors import BenchError, DatasetError
 from bench.metrics.detection import COCO_METRICS, Detections, ImageBoxes, coco_map
 from bench.models.base import Model
-from bench.tasks.base import Task
+from bench.tasks.base import Task, optimizer_for
 
 #: Images per forward pass when evaluating, unless the model says (``eval_batch``).
 EVAL_BATCH = 32
@@ -165,9 +164,7 @@ class Detection(Task):
         targets = [_train_target(t, to_model) for t in truth]
         gen = torch.Generator().manual_seed(seed)
         net.to(device).train()
-        opt = torch.optim.AdamW(net.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
-        steps_per_epoch = math.ceil(len(images) / schedule.batch_size)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=schedule.epochs * steps_per_epoch)
+        opt, sched = optimizer_for(net, schedule, len(images))
         for _ in range(schedule.epochs):
             order = torch.randperm(len(images), generator=gen).tolist()
             for i in range(0, len(order), schedule.batch_size):

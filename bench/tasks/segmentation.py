@@ -10,7 +10,6 @@ of the mean (``bench.metrics.segmentation``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from bench.datasets.base import Dataset, ImageSet
 from bench.errors import DatasetError
 from bench.metrics.segmentation import confusion_matrix, segmentation_scores
 from bench.models.base import Model
-from bench.tasks.base import Task
+from bench.tasks.base import Task, optimizer_for
 from bench.tasks.detection import class_maps, missing_targets
 
 #: Images per forward pass when evaluating, unless the model says (``eval_batch``).
@@ -143,9 +142,7 @@ class Segmentation(Task):
         _, to_model = class_maps(model, refs.classes, f"dataset {data.dataset!r}")
         gen = torch.Generator().manual_seed(seed)
         net.to(device).train()
-        opt = torch.optim.AdamW(net.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
-        steps_per_epoch = math.ceil(len(images) / schedule.batch_size)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=schedule.epochs * steps_per_epoch)
+        opt, sched = optimizer_for(net, schedule, len(images))
         for _ in range(schedule.epochs):
             order = torch.randperm(len(images), generator=gen).tolist()
             for i in range(0, len(order), schedule.batch_size):
