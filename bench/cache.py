@@ -34,6 +34,10 @@ class Transcoded:
     ms_ssim: np.ndarray
     encode_s: np.ndarray
     decode_s: np.ndarray
+    #: Per-image rate in bits: 8 × the stream's bytes, or a neural codec's likelihood
+    #: estimate when ``rate_source`` is ``"estimate"`` (its ``entropy_estimation`` option).
+    bits: np.ndarray
+    rate_source: str = "bitstream"
 
     def __len__(self) -> int:
         return len(self.decoded)
@@ -48,9 +52,11 @@ class Transcoded:
 
     def summary(self) -> dict[str, float]:
         """Averages over images: bpp (mean of per-image bpp), bpp_total (total bits / total
-        pixels), psnr and ms_ssim (means of per-image values), encode/decode seconds."""
-        bits = [8 * n for n in self.n_bytes]
+        pixels), psnr and ms_ssim (means of per-image values), encode/decode seconds, and
+        where the rate comes from (``rate_source``)."""
+        bits = self.bits.tolist()
         return {
+            "rate_source": self.rate_source,
             "bpp": mean_bpp(bits, self.pixels),
             "bpp_total": total_bpp(bits, self.pixels),
             "psnr": float(np.mean(self.psnr)),
@@ -101,6 +107,7 @@ class Cache:
                 "heights": t.heights.tolist(), "widths": t.widths.tolist(),
                 "psnr": t.psnr.tolist(), "ms_ssim": [None if np.isnan(v) else v for v in t.ms_ssim.tolist()],
                 "encode_s": t.encode_s.tolist(), "decode_s": t.decode_s.tolist(),
+                "bits": t.bits.tolist(), "rate_source": t.rate_source,
             }
             (tmp / "meta.json").write_text(json.dumps(meta))
         except BaseException:
@@ -122,6 +129,7 @@ class Cache:
             psnr=np.asarray(meta["psnr"], dtype=np.float64),
             ms_ssim=np.asarray([np.nan if v is None else v for v in meta["ms_ssim"]], dtype=np.float64),
             encode_s=np.asarray(meta["encode_s"]), decode_s=np.asarray(meta["decode_s"]),
+            bits=np.asarray(meta["bits"], dtype=np.float64), rate_source=meta["rate_source"],
         )
 
     # -- trained weights ----------------------------------------------------------------

@@ -19,7 +19,7 @@ from bench.scenarios import SCENARIOS, Scenario
 from bench.tasks import TASKS, Task
 
 #: Bumped when the meaning of a stored cell changes, so old rows are not reused.
-CELL_SCHEMA = 1
+CELL_SCHEMA = 2
 
 P = TypeVar("P")
 
@@ -117,6 +117,10 @@ def _resolve_codec(i: int, entry: CodecEntry, problems: list[str]) -> ResolvedCo
         problems.append(f"{where}.qualities: repeated values {entry.qualities}")
     if (why := codec.unavailable_reason()) is not None:
         problems.append(f"{where} ({entry.codec}): unavailable: {why}")
+    else:
+        for j, q in enumerate(entry.qualities):
+            if codec.check_quality(q) is None and (why := codec.unavailable_reason(q)) is not None:
+                problems.append(f"{where}.qualities[{j}] ({entry.codec} at {q}): unavailable: {why}")
     label = entry.label or entry.codec
     return ResolvedCodec(label, codec, [OperatingPoint(q) for q in entry.qualities])
 

@@ -93,6 +93,9 @@ class Workbench:
         self._originals: dict[tuple[int, str], ImageSet] = {}
         self._references: dict[int, tuple[nn.Module, Any]] = {}
         self._fresh: set[str] = set()  # transcodes made in this run (honours --force once)
+        for exp in plan.experiments:
+            for rc in exp.codecs:
+                rc.codec.to(device)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -195,10 +198,10 @@ class Workbench:
             "key": cell.key, "task": cell.task, "model": cell.model, "dataset": cell.dataset,
             "scenario": cell.scenario, "codec": cell.codec_label, "quality": cell.quality, "seed": cell.seed,
             "bpp": rate.get("bpp"), "bpp_total": rate.get("bpp_total"), "psnr": rate.get("psnr"),
-            "ms_ssim": rate.get("ms_ssim"), "n_images": n_images, "metrics": metrics,
+            "ms_ssim": rate.get("ms_ssim"), "rate_source": rate.get("rate_source"), "n_images": n_images,
+            "metrics": metrics,
             "record": {"device": self.device, "workers": self.workers,
-                       "encode_s_mean": rate.get("encode_s_mean"), "decode_s_mean": rate.get("decode_s_mean"),
-                       "rate_source": "bitstream bytes" if transcoded is not None else None},
+                       "encode_s_mean": rate.get("encode_s_mean"), "decode_s_mean": rate.get("decode_s_mean")},
         }
         return CellResult(row)
 

@@ -23,14 +23,14 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY, run_id TEXT NOT NULL, task TEXT NOT NULL, model TEXT NOT NULL,
     dataset TEXT NOT NULL, scenario TEXT NOT NULL, codec TEXT, quality INTEGER, seed INTEGER NOT NULL,
-    bpp REAL, bpp_total REAL, psnr REAL, ms_ssim REAL, n_images INTEGER NOT NULL,
+    bpp REAL, bpp_total REAL, psnr REAL, ms_ssim REAL, rate_source TEXT, n_images INTEGER NOT NULL,
     metrics TEXT NOT NULL, record TEXT NOT NULL, created REAL NOT NULL
 );
 """
 
 CELL_COLUMNS = (
     "key", "run_id", "task", "model", "dataset", "scenario", "codec", "quality", "seed",
-    "bpp", "bpp_total", "psnr", "ms_ssim", "n_images", "metrics", "record", "created",
+    "bpp", "bpp_total", "psnr", "ms_ssim", "rate_source", "n_images", "metrics", "record", "created",
 )
 
 
@@ -44,6 +44,10 @@ class Store:
         self.db = sqlite3.connect(self.path, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        columns = {name for _, name, *_ in self.db.execute("PRAGMA table_info(cells)")}
+        if "rate_source" not in columns:  # a store written before rates could be estimates
+            with self.db:
+                self.db.execute("ALTER TABLE cells ADD COLUMN rate_source TEXT")
 
     def close(self) -> None:
         self.db.close()

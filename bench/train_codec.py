@@ -84,8 +84,10 @@ class TrainConfig:
     #: A weights file to start from: all matching parameters when it is of the same family,
     #: else only the analysis and synthesis transforms (g_a, g_s).
     init: str | None = None
-    #: A folder of training images (searched recursively); TRAIN_PHOTOS when None.
-    data_dir: str | None = None
+    #: Training images: files and folders (searched recursively); TRAIN_PHOTOS when empty.
+    data_paths: list[str] = field(default_factory=list)
+    #: Downscale (Lanczos) every training image whose shorter side is longer than this.
+    short_side: int | None = None
     data: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
@@ -104,6 +106,8 @@ class TrainConfig:
             out.append(f"--crop must be a positive multiple of 64, got {self.crop}")
         if self.batch_size < 1 or self.threads < 1 or self.log_every < 1:
             out.append("--batch-size, --threads and --log-every must be at least 1")
+        if self.short_side is not None and self.short_side < self.crop:
+            out.append(f"--short-side must be at least the crop ({self.crop}), got {self.short_side}")
         if not self.lmbda > 0:
             out.append(f"--lambda must be positive, got {self.lmbda}")
         return out
@@ -133,6 +137,33 @@ def folder_images(folder: str | Path) -> list[Path]:
     if not files:
         raise DatasetError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in folder")
     return files
+
+
+def image_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """The image files among ``paths`` (files, or folders searched recursively), in the
+    order given; a ``DatasetError`` naming the culprit for a missing path or an empty folder."""
+    out: list[Path] = []
+    for path in paths:
+        p = Path(path).expanduser()
+        if p.is_dir():
+            out += folder_images(p)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DatasetError(f"{path}: no such file or folder")
+    return out
+
+
+def downscale(image: np.ndarray, short_side: int | None) -> np.ndarray:
+    """``image`` resized (Lanczos) so that its shorter side is ``short_side``, when longer."""
+    h, w = image.shape[:2]
+    if short_side is None or min(h, w) <= short_side:
+        return image
+    from PIL import Image
+
+    scale = short_side / min(h, w)
+    size = (max(short_side, round(w * scale)), max(short_side, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
 def to_tensor(image: np.ndarray) -> Tensor:
@@ -287,9 +318,9 @@ def train(
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     if images is None:
-        paths = folder_images(config.data_dir) if config.data_dir else train_photo_paths()
+        paths = image_paths(config.data_paths) if config.data_paths else train_photo_paths()
         config.data = [p.name for p in paths]
-        images = [load_image(p) for p in paths]
+        images = [downscale(load_image(p), config.short_side) for p in paths]
     sampler = CropSampler([to_tensor(im) for im in images], config.crop, config.seed)
     model = build_model(config.family, config.N, config.M)
     if config.init:

@@ -25,6 +25,7 @@ CHUNK = 32
 
 class ChunkResult(NamedTuple):
     streams: list[bytes]
+    bits: list[float]
     decoded: list[np.ndarray]
     encode_s: list[float]
     decode_s: list[float]
@@ -43,7 +44,8 @@ def transcode_chunk(codec: Codec, point: OperatingPoint, images: Sequence[np.nda
 
     A traditional codec codes each image on its own and times it on its own. A neural codec
     gets the chunk as one batch (one forward pass on its device); its per-image times are
-    the batch's time divided by the batch size.
+    the batch's time divided by the batch size. Both times end with the bytes or pixels
+    back in host memory, so work queued on a GPU is inside them.
     """
     if codec.kind == "traditional":
         streams, decoded, enc_s, dec_s = [], [], [], []
@@ -64,7 +66,7 @@ def transcode_chunk(codec: Codec, point: OperatingPoint, images: Sequence[np.nda
         dec_s = [(t2 - t1) / len(images)] * len(images)
     _check_shapes(codec, images, decoded)
     return ChunkResult(
-        streams, decoded, enc_s, dec_s,
+        streams, [codec.rate_bits(s) for s in streams], decoded, enc_s, dec_s,
         [psnr(a, b) for a, b in zip(images, decoded)], [ms_ssim(a, b) for a, b in zip(images, decoded)],
     )
 
@@ -120,6 +122,8 @@ class PendingSet:
 
         return Transcoded(
             key=self.key, decoded=cat("decoded"), streams=cat("streams"),
+            bits=np.array(cat("bits"), dtype=np.float64),
+            rate_source="estimate" if self.codec.rate_is_estimate else "bitstream",
             heights=np.array([im.shape[0] for im in self.images]),
             widths=np.array([im.shape[1] for im in self.images]),
             psnr=np.array(cat("psnr")), ms_ssim=np.array(cat("ms_ssim"), dtype=np.float64),

@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="train the transforms in fp32 instead of bf16 autocast")
     p.add_argument("--log-every", type=int, default=50, help="log every N steps (default 50)")
-    p.add_argument("--data", metavar="DIR", help="train on the images in DIR (recursively) instead of the shipped training photos")
+    p.add_argument("--data", metavar="PATH", nargs="+", default=[], help="train on these image files and folders (searched recursively) instead of the shipped training photos")
+    p.add_argument("--short-side", type=int, metavar="PX", help="downscale (Lanczos) each training image whose shorter side is longer than PX")
     p.add_argument("--init", metavar="FILE", help="start from a weights file (same family: all weights; another family: g_a and g_s only)")
     p.add_argument("--evaluate", metavar="DIR", help="after training, compress/decompress the images in DIR and store bpp/PSNR with the weights")
 
@@ -50,7 +51,8 @@ def main(args: argparse.Namespace) -> int:
         threads=args.threads,
         log_every=args.log_every,
         init=args.init,
-        data_dir=args.data,
+        data_paths=args.data,
+        short_side=args.short_side,
     )
     problems = config.problems()
     if problems:

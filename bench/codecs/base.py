@@ -51,9 +51,24 @@ class Codec(ABC):
         self.params = params if params is not None else self.Params(**kwargs)
 
     # -- what a plugin provides -------------------------------------------------------
-    def unavailable_reason(self) -> str | None:
-        """Why this codec cannot run here (e.g. ``"bpgenc not found"``), or None."""
+    def unavailable_reason(self, quality: int | None = None) -> str | None:
+        """Why this codec cannot run here (e.g. ``"bpgenc not found"``), or None; with a
+        ``quality``, why it cannot run at that quality (e.g. weights missing for it)."""
         return None
+
+    def to(self, device: str) -> Codec:
+        """Run on ``device`` from now on where the codec can (a neural codec's transforms);
+        not part of the identity: the bytes must not depend on it."""
+        return self
+
+    @property
+    def rate_is_estimate(self) -> bool:
+        """True when a stream's length is not its rate (a likelihood estimate container)."""
+        return False
+
+    def rate_bits(self, stream: bytes) -> float:
+        """The rate of one stream in bits: its real length unless ``rate_is_estimate``."""
+        return 8.0 * len(stream)
 
     @abstractmethod
     def encode(self, images: Sequence[np.ndarray], point: OperatingPoint) -> list[bytes]:

@@ -101,7 +101,7 @@ class BPG(Codec):
         identity["params"] = self.params.model_dump(mode="json", exclude={"bpgenc", "bpgdec"})
         return identity
 
-    def unavailable_reason(self) -> str | None:
+    def unavailable_reason(self, quality: int | None = None) -> str | None:
         for role, path in (("bpgenc", self.bpgenc), ("bpgdec", self.bpgdec)):
             if path is None:
                 return f"{role} not found ({INSTALL_HINT})"

@@ -62,7 +62,7 @@ class HEIC(Codec):
     version = _VERSION
     quality_range: ClassVar[tuple[int, int]] = (0, 100)
 
-    def unavailable_reason(self) -> str | None:
+    def unavailable_reason(self, quality: int | None = None) -> str | None:
         return _UNAVAILABLE
 
     def enc_params(self) -> dict[str, str]:

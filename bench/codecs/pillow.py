@@ -148,5 +148,5 @@ class AVIF(_PillowCodec):
     pillow_format = "AVIF"
     version = _AVIF_VERSION
 
-    def unavailable_reason(self) -> str | None:
+    def unavailable_reason(self, quality: int | None = None) -> str | None:
         return _AVIF_UNAVAILABLE

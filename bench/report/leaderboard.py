@@ -7,21 +7,23 @@ from typing import Any
 import pandas as pd
 
 COLUMNS = ["task", "model", "dataset", "scenario", "codec", "quality", "bpp", "bpp_total", "psnr",
-           "ms_ssim", "metric", "value", "n_images", "seed", "cell"]
+           "ms_ssim", "metric", "value", "n_images", "seed", "rate_source", "cell"]
 SCENARIO_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
 
 
 def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Long format. ``bpp`` is the mean of per-image bpp, ``bpp_total`` total bits over total
     pixels, ``psnr``/``ms_ssim`` means of per-image values; all from the val images' real
-    bitstreams. Scenario A rows have codec ``none`` and no rate."""
+    bitstreams (``rate_source`` ``bitstream``), or from a neural codec's likelihood estimate
+    where its ``entropy_estimation`` option asked for one (``rate_source`` ``estimate``).
+    Scenario A rows have codec ``none`` and no rate."""
     records = []
     for r in rows:
         for metric, value in r["metrics"].items():
             records.append({
                 "task": r["task"], "model": r["model"], "dataset": r["dataset"], "scenario": r["scenario"],
                 "codec": r["codec"] or "none", "quality": r["quality"], "bpp": r["bpp"],
-                "bpp_total": r["bpp_total"], "psnr": r["psnr"], "ms_ssim": r["ms_ssim"], "metric": metric,
+                "bpp_total": r["bpp_total"], "rate_source": r.get("rate_source"), "psnr": r["psnr"], "ms_ssim": r["ms_ssim"], "metric": metric,
                 "value": value, "n_images": r["n_images"], "seed": r["seed"], "cell": r["key"],
             })
     df = pd.DataFrame.from_records(records, columns=COLUMNS)

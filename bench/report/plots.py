@@ -1,7 +1,9 @@
 """Rate–accuracy and rate–PSNR plots (matplotlib, PNG).
 
 Rate–accuracy follows the reference study's Figure 3: scenario A as a horizontal line,
-B dashed, C solid, one colour per codec; x is the mean of per-image bpp.
+B dashed, C solid, one colour per codec; x is the mean of per-image bpp. A curve whose
+rate is a likelihood estimate (a neural codec's ``entropy_estimation``) says so in its
+legend entry and has hollow markers.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ def _colours(codecs: list[str]) -> dict[str, Any]:
     return {c: cmap(i % 10) for i, c in enumerate(sorted(codecs))}
 
 
+def _rate_style(g: pd.DataFrame) -> tuple[str, dict[str, Any]]:
+    """Legend suffix and marker style for a curve: estimated rates are marked as such."""
+    if (g.rate_source == "estimate").any():
+        return " (estimated rate)", {"mfc": "none"}
+    return "", {}
+
+
 def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
@@ -52,8 +61,9 @@ def rate_accuracy(df: pd.DataFrame, task: str, model: str, dataset: str, out: Pa
             ax.axhline(a.value, color="black", lw=1.2, label="A (original)")
         for (scenario, codec), g in m[m.scenario != "A"].groupby(["scenario", "codec"]):
             g = g.sort_values("bpp")
+            suffix, style = _rate_style(g)
             ax.plot(g.bpp, g.value, STYLE.get(scenario, "-."), marker="o", ms=4, color=colours[codec],
-                    label=f"{codec} {scenario}")
+                    label=f"{codec} {scenario}{suffix}", **style)
         ax.set_xlabel("bpp (mean of per-image bpp)")
         ax.set_ylabel(metric)
         ax.set_title(f"{task} · {model} · {dataset}")
@@ -68,7 +78,8 @@ def rate_psnr(df: pd.DataFrame, dataset: str, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for codec, g in sub.groupby("codec"):
         g = g.sort_values("bpp")
-        ax.plot(g.bpp, g.psnr, marker="o", ms=4, color=colours[codec], label=codec)
+        suffix, style = _rate_style(g)
+        ax.plot(g.bpp, g.psnr, marker="o", ms=4, color=colours[codec], label=f"{codec}{suffix}", **style)
     ax.set_xlabel("bpp (mean of per-image bpp)")
     ax.set_ylabel("PSNR (dB, mean of per-image PSNR)")
     ax.set_title(f"rate–PSNR · {dataset}")

@@ -1,0 +1,109 @@
+"""Neural codecs inside a run: embedded weights, per-quality availability, estimated rates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.cache import Cache
+from bench.codecs import CODECS
+from bench.store import Store
+from tests.helpers import bench, tiny_grid, write_grid
+
+
+def neural_grid() -> dict:
+    grid = tiny_grid(name="neural")
+    grid["codecs"] = [
+        {"codec": "jpeg", "qualities": [10]},
+        {"codec": "bmshj2018-hyperprior", "weights": "embedded", "qualities": [1, 3]},
+        {"codec": "bmshj2018-hyperprior", "label": "hyperprior-estimate", "weights": "embedded",
+         "entropy_estimation": True, "qualities": [1]},
+    ]
+    grid["experiments"][0]["dataset"].update(n_train=24, n_val=12)
+    grid["experiments"][0]["scenarios"] = ["A", "B"]
+    return grid
+
+
+@pytest.fixture(scope="module")
+def neural_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("neural")
+    grid = write_grid(tmp / "grid.yaml", neural_grid())
+    assert bench("run", "--grid", grid, "--out", tmp / "out", "--quiet") == 0
+    return tmp / "out" / "neural"
+
+
+def test_embedded_neural_codec_runs_with_real_bitstream_rates(neural_run: Path) -> None:
+    lb = pd.read_csv(neural_run / "leaderboard.csv")
+    b = lb[(lb.scenario == "B") & (lb.metric == "top1")].set_index(["codec", "quality"])
+    assert set(b.index) == {("jpeg", 10), ("bmshj2018-hyperprior", 1), ("bmshj2018-hyperprior", 3),
+                            ("hyperprior-estimate", 1)}
+    assert b.loc[("bmshj2018-hyperprior", 1), "rate_source"] == "bitstream"
+    assert b.loc[("jpeg", 10), "rate_source"] == "bitstream"
+    # a higher quality costs more bits and gives a better reconstruction
+    assert b.loc[("bmshj2018-hyperprior", 3), "bpp"] > b.loc[("bmshj2018-hyperprior", 1), "bpp"]
+    assert b.loc[("bmshj2018-hyperprior", 3), "psnr"] > b.loc[("bmshj2018-hyperprior", 1), "psnr"]
+
+    # the recorded bpp is the bytes of the cached streams, per image, averaged
+    store = Store(neural_run / "results.sqlite")
+    try:
+        [row] = [r for r in store.cells() if r["codec"] == "bmshj2018-hyperprior" and r["quality"] == 1]
+    finally:
+        store.close()
+    cache = Cache(neural_run.parent / "cache")
+    entries = [json.loads(p.read_text()) | {"key": p.parent.name}
+               for p in (cache.root / "transcode").glob("*/*/meta.json")]
+    [entry] = [e for e in entries if e["info"]["codec"]["codec"] == "bmshj2018-hyperprior"
+               and e["info"]["quality"] == 1 and e["info"]["split"] == "val"
+               and not e["info"]["codec"]["params"]["entropy_estimation"]]
+    t = cache.get_transcode(entry["key"])
+    assert t.rate_source == "bitstream" and all(s.startswith(b"BN") for s in t.streams)
+    per_image = [8 * len(s) / (h * w) for s, h, w in zip(t.streams, t.heights, t.widths)]
+    assert row["bpp"] == pytest.approx(float(np.mean(per_image)), rel=1e-12)
+
+
+def test_estimated_rates_are_labelled_everywhere(neural_run: Path) -> None:
+    lb = pd.read_csv(neural_run / "leaderboard.csv")
+    est = lb[lb.codec == "hyperprior-estimate"]
+    real = lb[(lb.codec == "bmshj2018-hyperprior") & (lb.quality == 1)]
+    assert len(est) and set(est.rate_source) == {"estimate"}
+    # the same model and images: the reconstruction is identical, only the rate's source differs
+    assert est.psnr.iloc[0] == pytest.approx(real.psnr.iloc[0], abs=1e-9)
+    assert est.bpp.iloc[0] != real.bpp.iloc[0] and est.bpp.iloc[0] > 0
+    store = Store(neural_run / "results.sqlite")
+    try:
+        rows = {r["codec"]: r["rate_source"] for r in store.cells() if r["scenario"] == "B"}
+    finally:
+        store.close()
+    assert rows["hyperprior-estimate"] == "estimate" and rows["jpeg"] == "bitstream"
+
+
+def test_missing_weights_for_one_quality_are_named_before_any_work(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from compressai.models import ScaleHyperprior
+
+    torch.manual_seed(0)
+    model = ScaleHyperprior(16, 24)
+    model.update(force=True)
+    torch.save(model.state_dict(), tmp_path / "hp-q1.pt")
+    grid = tiny_grid(name="missing")
+    grid["codecs"] = [{"codec": "bmshj2018-hyperprior", "weights": str(tmp_path / "hp-q{quality}.pt"),
+                       "qualities": [1, 2]}]
+    path = write_grid(tmp_path / "grid.yaml", grid)
+    assert bench("run", "--grid", path, "--out", tmp_path / "out", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "codecs[0].qualities[1] (bmshj2018-hyperprior at 2): unavailable" in err
+    assert "hp-q2.pt not found" in err and "qualities[0]" not in err
+    assert not (tmp_path / "out" / "missing" / "results.sqlite").exists()
+
+
+def test_codecs_move_to_the_run_device() -> None:
+    codec = CODECS.get("bmshj2018-hyperprior")(weights="embedded")
+    assert codec.to("cpu") is codec and codec.device == torch.device("cpu")
+    jpeg = CODECS.get("jpeg")()
+    assert jpeg.to("cpu") is jpeg
+    assert jpeg.rate_bits(b"12345") == 40.0 and not jpeg.rate_is_estimate
