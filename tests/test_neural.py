@@ -378,6 +378,23 @@ def test_shipped_embedded_weights_round_trip(name: str, crops: list[np.ndarray])
     assert np.array_equal(decoded, expected) and stream.endswith(b"".join(strings))
 
 
+@pytest.mark.parametrize("name", list(EMBEDDED))
+def test_shipped_embedded_models_trade_rate_for_quality(name: str, kodak_images: list[np.ndarray]) -> None:
+    """Qualities 1 < 2 < 3 of each embedded family: more bytes and higher PSNR on real photos
+    (four 256×256 Kodak crops; benchmarks/kodak_rd.py measures all 24 full images)."""
+    from bench.transcode import transcode_chunk
+
+    images = [np.ascontiguousarray(im[128:384, 128:384]) for im in kodak_images[::6]]
+    codec = CODECS.get(name)(weights="embedded")
+    points = []
+    for q in (1, 2, 3):
+        r = transcode_chunk(codec, OperatingPoint(q), images)
+        points.append((sum(len(s) for s in r.streams), float(np.mean(r.psnr))))
+    assert [b for b, _ in points] == sorted({b for b, _ in points}), points
+    assert [p for _, p in points] == sorted({p for _, p in points}), points
+    assert points[0][1] > 20, points  # a working codec: a broken one decodes to noise (~10 dB)
+
+
 def test_missing_embedded_weights_say_what_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   crops: list[np.ndarray]) -> None:
     monkeypatch.setattr(neural, "WEIGHTS_DIR", tmp_path)
