@@ -395,6 +395,26 @@ def test_shipped_embedded_models_trade_rate_for_quality(name: str, kodak_images:
     assert points[0][1] > 20, points  # a working codec: a broken one decodes to noise (~10 dB)
 
 
+@pytest.mark.parametrize("name", list(EMBEDDED))
+def test_streams_decode_under_another_thread_count(name: str, kodak_images: list[np.ndarray]) -> None:
+    """A run encodes in single-thread workers and may decode (scenario D's latents) in a
+    process with more threads: the bytes and the entropy-decoded latents must not change.
+    (The synthesis transform's floats may, by a last bit: at most ±1 in a pixel.)"""
+    images = [np.ascontiguousarray(im[:192, :256]) for im in kodak_images[:3]]
+    images += [np.ascontiguousarray(im[100:164, 100:164]) for im in kodak_images[3:6]]
+    codec = CODECS.get(name)(weights="embedded")
+    streams = codec.encode(images, OperatingPoint(2))  # one thread (module fixture)
+    decoded, latents = codec.decode(streams), codec.latents(streams)
+    torch.set_num_threads(2)
+    try:
+        assert codec.encode(images, OperatingPoint(2)) == streams
+        assert all(torch.equal(a.y_hat, b.y_hat) for a, b in zip(codec.latents(streams), latents))
+        for a, b in zip(codec.decode(streams), decoded):
+            assert np.abs(a.astype(int) - b).max() <= 1
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_missing_embedded_weights_say_what_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   crops: list[np.ndarray]) -> None:
     monkeypatch.setattr(neural, "WEIGHTS_DIR", tmp_path)

@@ -30,14 +30,22 @@ unlike CompressAI's ``GaussianMixtureConditional`` (which sends ``abs_max`` and 
 per-channel zero bitmap, and builds a CDF of width 2·abs_max+1 for every element), the
 streams are self-contained.
 
-The mixture parameters are computed from ẑ one image at a time, both when compressing and
-when decompressing, so that a stream decodes the same whatever batch it was encoded in.
-As with every CompressAI codec, decode on the machine type that encoded (float results
-feed the CDFs).
+Every CDF is a function of floats, so a last-bit difference in the mixture parameters
+between encoder and decoder makes a stream decode to noise. (Measured: streams encoded
+with one torch thread, decoded with two, came back at 8–11 dB when h_s ran in the
+caller's setting; CompressAI's Gaussian models are sheltered by their 64-entry scale
+table.) So the mixture parameters and CDFs are always computed the same way: from ẑ one
+image at a time, on the CPU, in one thread, whatever batch, device or thread count the
+caller uses. ẑ itself is integer-valued and safe. Decode on the same kind of CPU and torch
+build that encoded, as with every CompressAI codec.
 """
+
 
 from __future__ import annotations
 
+import contextlib
+import copy
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -136,11 +144,26 @@ class GMMHyperprior(CompressionModel):
         return y + (torch.round(y) - y).detach()
 
     def mixture(self, z_hat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Mixture weights, means, scales (each (B, K, M, h, w)) from ẑ, computed one image at
-        a time so that coding does not depend on the batch (see the module docstring). Use
-        these, not ``split_params(h_s(z_hat))``, to build CDFs for encode/decode_mixture."""
-        parts = [self.split_params(self.h_s(z_hat[i : i + 1])) for i in range(z_hat.size(0))]
-        return tuple(torch.cat([p[j] for p in parts]) for j in range(3))  # type: ignore[return-value]
+        """Mixture weights, means, scales (each (B, K, M, h, w), on ẑ's device) from ẑ,
+        computed one image at a time on the CPU in one thread, so that coding depends on
+        neither batch, device nor thread count (see the module docstring). Use these, not
+        ``split_params(h_s(z_hat))``, to build CDFs for encode/decode_mixture."""
+        h_s = self._cpu_h_s()
+        with one_thread():
+            parts = [self.split_params(h_s(z_hat[i : i + 1].cpu())) for i in range(z_hat.size(0))]
+        return tuple(torch.cat([p[j] for p in parts]).to(z_hat.device) for j in range(3))  # type: ignore[return-value]
+
+    def _cpu_h_s(self) -> nn.Module:
+        """``h_s`` itself on a CPU model, else a CPU copy (refreshed when the weights move)."""
+        params = list(self.h_s.parameters())
+        if params[0].device.type == "cpu":
+            return self.h_s
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        cached = self.__dict__.get("_h_s_cpu")
+        if cached is None or cached[0] != key:
+            cached = (key, copy.deepcopy(self.h_s).cpu())
+            self.__dict__["_h_s_cpu"] = cached  # not a submodule: stays out of state_dict()
+        return cached[1]
 
     _mixture = mixture  # the name bench.codecs.neural first used
 
@@ -184,6 +207,17 @@ class GMMHyperprior(CompressionModel):
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int] | torch.Size) -> dict[str, Tensor]:
         y_hat = self.entropy_decode(strings, shape)["y_hat"]
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch's CPU kernels in one thread inside the block (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _std_normal_cdf(x: Tensor) -> Tensor:
@@ -242,7 +276,9 @@ def mixture_cdfs(weights: Tensor, means: Tensor, scales: Tensor) -> tuple[np.nda
 
 def encode_mixture(y_q: Tensor, weights: Tensor, means: Tensor, scales: Tensor) -> bytes:
     """rANS-code one image's integer latents ``y_q`` (M, h, w) under its mixture."""
-    order, cdfs, sizes, offsets = mixture_cdfs(weights, means, scales)
+    with one_thread():
+        order, cdfs, sizes, offsets = mixture_cdfs(*(t.cpu() for t in (weights, means, scales)))
+    y_q = y_q.cpu()
     symbols = y_q.reshape(-1).to(torch.int64).numpy()[order]
     n = len(order)
     return RansEncoder().encode_with_indexes(
@@ -251,8 +287,9 @@ def encode_mixture(y_q: Tensor, weights: Tensor, means: Tensor, scales: Tensor) 
 
 
 def decode_mixture(string: bytes, weights: Tensor, means: Tensor, scales: Tensor) -> Tensor:
-    """Inverse of :func:`encode_mixture`: the (M, h, w) float tensor of integer latents."""
-    order, cdfs, sizes, offsets = mixture_cdfs(weights, means, scales)
+    """Inverse of :func:`encode_mixture`: the (M, h, w) float tensor of integer latents (CPU)."""
+    with one_thread():
+        order, cdfs, sizes, offsets = mixture_cdfs(*(t.cpu() for t in (weights, means, scales)))
     n = len(order)
     values = RansDecoder().decode_with_indexes(
         string, list(range(n)), cdfs, sizes.astype(np.int32).tolist(), offsets.astype(np.int32).tolist()
