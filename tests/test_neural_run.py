@@ -107,3 +107,18 @@ def test_codecs_move_to_the_run_device() -> None:
     jpeg = CODECS.get("jpeg")()
     assert jpeg.to("cpu") is jpeg
     assert jpeg.rate_bits(b"12345") == 40.0 and not jpeg.rate_is_estimate
+
+
+def test_pool_workers_and_the_main_process_give_the_same_rates(neural_run: Path, tmp_path: Path) -> None:
+    """The run above shared neural transcoding out to worker processes (``--workers`` is
+    the core count); one process alone must produce the same bytes and reconstructions."""
+    grid = neural_grid()
+    grid["experiments"][0]["scenarios"] = ["B"]
+    grid["codecs"] = grid["codecs"][1:2]
+    path = write_grid(tmp_path / "grid.yaml", grid)
+    assert bench("run", "--grid", path, "--out", tmp_path / "out", "--workers", "1", "--quiet") == 0
+    cols = ["codec", "quality", "bpp", "psnr", "value"]
+    alone = pd.read_csv(tmp_path / "out" / "neural" / "leaderboard.csv")[cols]
+    pooled = pd.read_csv(neural_run / "leaderboard.csv")
+    pooled = pooled[(pooled.scenario == "B") & (pooled.codec == "bmshj2018-hyperprior")][cols]
+    pd.testing.assert_frame_equal(alone.reset_index(drop=True), pooled.reset_index(drop=True), check_dtype=False)

@@ -62,6 +62,12 @@ class Codec(ABC):
         return self
 
     @property
+    def poolable(self) -> bool:
+        """True when worker processes may rebuild this codec from its name and params and
+        share its work out (a neural codec on the CPU; never one on a GPU or in memory)."""
+        return True
+
+    @property
     def rate_is_estimate(self) -> bool:
         """True when a stream's length is not its rate (a likelihood estimate container)."""
         return False

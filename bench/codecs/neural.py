@@ -368,6 +368,10 @@ class CompressAICodec(Codec):
         return self
 
     @property
+    def poolable(self) -> bool:
+        return self.device.type == "cpu" and self._weights_kind() != "memory"
+
+    @property
     def rate_is_estimate(self) -> bool:
         """True when streams hold a likelihood estimate, not a bitstream (``rate_bits`` then)."""
         return self.params.entropy_estimation
