@@ -53,6 +53,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,12 +73,16 @@ from bench.errors import CodecError
 from bench.images import rgb8_problem
 
 try:  # an optional extra: without it the codecs are registered but unavailable
-    import compressai
-    import compressai.models
-    import compressai.zoo
-    from compressai.models import CompressionModel
-    from compressai.zoo.image import model_urls
-    from compressai.zoo.pretrained import load_pretrained
+    with warnings.catch_warnings():
+        # compressai scripts a few helpers at import: torch's deprecation notice for that
+        # is not the user's business on every run
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        import compressai
+        import compressai.models
+        import compressai.zoo
+        from compressai.models import CompressionModel
+        from compressai.zoo.image import model_urls
+        from compressai.zoo.pretrained import load_pretrained
 
     _MISSING: str | None = None
     _COMPRESSAI_VERSION = compressai.__version__
