@@ -227,13 +227,18 @@ def _std_normal_cdf(x: Tensor) -> Tensor:
 # -- the per-element mixture coder -----------------------------------------------------
 
 
+#: Window half-widths share one padded block of float work per power of two (1, 2, 3–4,
+#: 5–8, …, 33–64): a handful of vectorised passes per image instead of one per width.
+_WIDTH_CLASS = torch.tensor([0] + [(h - 1).bit_length() for h in range(1, WINDOW_MAX_HALF + 1)])
+
+
 def mixture_cdfs(weights: Tensor, means: Tensor, scales: Tensor) -> tuple[np.ndarray, list[list[int]], np.ndarray, np.ndarray]:
     """Quantised CDFs for every latent element of one image.
 
     Arguments are (K, M, h, w). Returns ``(order, cdfs, sizes, offsets)``: elements are
-    coded in ``order`` (sorted by window width, so that each width is one block of float
-    work); ``cdfs[j]`` (``sizes[j]`` = window + 2 entries, the escape symbol last) and
-    ``offsets[j]`` (the integer of the window's first symbol) belong to element
+    coded in ``order`` (grouped by window width class, so that each class is one block of
+    float work); ``cdfs[j]`` (``sizes[j]`` = window + 2 entries, the escape symbol last)
+    and ``offsets[j]`` (the integer of the window's first symbol) belong to element
     ``order[j]`` of the flattened (M·h·w) latent.
     """
     k = weights.size(0)
@@ -244,31 +249,38 @@ def mixture_cdfs(weights: Tensor, means: Tensor, scales: Tensor) -> tuple[np.nda
     # Components too light to matter do not widen the window (their far mass is escaped).
     reach = (((mu - center).abs() + WINDOW_SIGMAS * sigma) * (w >= WINDOW_MIN_WEIGHT)).amax(0)
     half = torch.ceil(reach).clamp(1, WINDOW_MAX_HALF).long()
-    order = torch.argsort(half, stable=True)
-    halves, counts = torch.unique_consecutive(half[order], return_counts=True)
+    width_class = _WIDTH_CLASS[half]
+    order = torch.argsort(width_class, stable=True)
+    classes, counts = torch.unique_consecutive(width_class[order], return_counts=True)
     cdfs: list[list[int]] = []
     sizes = np.empty(order.numel(), dtype=np.int64)
     offsets = np.empty(order.numel(), dtype=np.int64)
+    total = 1 << PRECISION
     start = 0
-    for h, count in zip(halves.tolist(), counts.tolist()):
+    for count in counts.tolist():
         idx = order[start : start + count]
-        n_sym = 2 * h + 1  # the window's symbols; the escape symbol follows them
+        h = half[idx]
+        n_sym = 2 * h + 1  # each element's window; its escape symbol follows it
+        width = int(n_sym.max())
         off = center[idx].long() - h
-        edges = (off.unsqueeze(1) + torch.arange(n_sym + 1).unsqueeze(0)).double() - 0.5
-        mixture_cdf = torch.zeros(count, n_sym + 1, dtype=torch.float64)
+        edges = (off.unsqueeze(1) + torch.arange(width + 1).unsqueeze(0)).double() - 0.5
+        mixture_cdf = torch.zeros(count, width + 1, dtype=torch.float64)
         for j in range(k):
             mixture_cdf += w[j, idx, None] * _std_normal_cdf((edges - mu[j, idx, None]) / sigma[j, idx, None])
-        pmf = torch.diff(mixture_cdf, dim=1).clamp_(min=0.0)
+        columns = torch.arange(width + 1).unsqueeze(0)
+        pmf = torch.diff(mixture_cdf, dim=1).clamp_(min=0.0) * (columns[:, :width] < n_sym.unsqueeze(1))
         tail = (1.0 - pmf.sum(1, keepdim=True)).clamp_(min=0.0)  # the escape's share
-        probs = torch.cat([pmf, tail], 1)
+        probs = F.pad(pmf, (0, 1)).scatter_(1, n_sym.unsqueeze(1), tail)
         probs = probs / probs.sum(1, keepdim=True)
         # Every symbol gets at least 1 of 2**16; the rest is shared by probability, and the
         # rounding remainder goes to the most probable symbol.
-        total = 1 << PRECISION
-        freq = torch.floor(probs * (total - (n_sym + 1))).long() + 1
+        used = columns <= n_sym.unsqueeze(1)
+        freq = (torch.floor(probs * (total - (n_sym + 1)).unsqueeze(1)).long() + 1) * used
         freq[torch.arange(count), freq.argmax(1)] += total - freq.sum(1)
-        cdfs.extend(F.pad(torch.cumsum(freq, 1), (1, 0)).to(torch.int32).numpy().tolist())
-        sizes[start : start + count] = n_sym + 2
+        rows = F.pad(torch.cumsum(freq, 1), (1, 0)).to(torch.int32).tolist()
+        lengths = (n_sym + 2).tolist()
+        cdfs.extend(row[:n] for row, n in zip(rows, lengths))
+        sizes[start : start + count] = lengths
         offsets[start : start + count] = off.numpy()
         start += count
     return order.numpy(), cdfs, sizes, offsets
