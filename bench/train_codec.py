@@ -210,6 +210,8 @@ class CropSampler:
 
 def build_model(family: str, N: int, M: int) -> nn.Module:
     """A fresh (untrained) CompressAI model of ``family`` with ``N``/``M`` channels."""
+    import bench.codecs.neural  # noqa: F401  (imports compressai without its import-time notices)
+
     if family == "hyperprior":
         from compressai.models import ScaleHyperprior
 
@@ -293,6 +295,17 @@ def warm_start(model: nn.Module, family: str, path: str | Path) -> list[str]:
     return copied
 
 
+#: What a history entry keeps of each earlier run.
+HISTORY_KEYS = ("family", "lambda", "steps", "seconds", "minutes", "batch_size", "crop", "lr", "data",
+                "short_side", "command", "evaluation")
+
+
+def init_history(path: str | Path) -> list[dict[str, Any]]:
+    """The training history of the weights file ``path``: its own earlier runs, then itself."""
+    _, cfg = load_codec(path)
+    return [*cfg.get("history", []), {k: cfg[k] for k in HISTORY_KEYS if k in cfg}]
+
+
 def _optimizers(model: nn.Module, lr: float, aux_lr: float) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """Adam for the network, a separate Adam for the entropy bottleneck's quantiles (as in
     CompressAI's examples/train.py)."""
@@ -323,8 +336,10 @@ def train(
         images = [downscale(load_image(p), config.short_side) for p in paths]
     sampler = CropSampler([to_tensor(im) for im in images], config.crop, config.seed)
     model = build_model(config.family, config.N, config.M)
+    history: list[dict[str, Any]] = []
     if config.init:
         copied = warm_start(model, config.family, config.init)
+        history = init_history(config.init)
         print(f"init: {len(copied)} tensors from {config.init}", file=log, flush=True)
     model.train()
     opt, aux_opt = _optimizers(model, config.lr, config.aux_lr)
@@ -375,6 +390,7 @@ def train(
             window = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     last_loss = sum(recent) / len(recent) if recent else float("nan")
     summary = {
+        "history": history,
         "steps": step,
         "seconds": round(time.monotonic() - start, 1),
         "first_loss": first_loss,
@@ -415,6 +431,8 @@ def save_codec(model: nn.Module, config: TrainConfig, path: Path, summary: dict[
     meta = asdict(config)
     meta["lambda"] = meta.pop("lmbda")
     meta["steps"] = summary["steps"]
+    # the runs this one continued, oldest first: what a file's weights went through in all
+    meta["history"] = summary.get("history", [])
     meta["budget_steps"] = config.steps
     meta.update(
         seconds=summary["seconds"],
