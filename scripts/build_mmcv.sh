@@ -17,7 +17,7 @@
 #   pip install --find-links WHEELHOUSE mmcv==2.1.0 ...
 #
 # Patch: mmcv 2.1.0's setup.py compiles with -std=c++17, which the headers of torch >= 2.10
-# reject; -std=c++20 builds. The wheel is tagged with a local version (+torchX.Y) so pip
+# reject; -std=c++20 builds. The wheel's distribution version has a local label (+torchX.Y) so pip
 # never takes a wheel built against another torch; `mmcv==2.1.0` still matches it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,10 +48,11 @@ tar -xzf "$work/mmcv-$version.tar.gz" -C "$work"
 src=$work/mmcv-$version
 grep -q -- '-std=c++17' "$src/setup.py" || { echo "build_mmcv.sh: setup.py has no -std=c++17 to patch" >&2; exit 1; }
 sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
-# Local version: the wheel says which torch its ops were compiled against.
-sed -i "s/^__version__ = '$version'/__version__ = '$version+$torch_tag'/" "$src/mmcv/version.py"
-grep -q "^__version__ = '$version+$torch_tag'" "$src/mmcv/version.py" \
-  || { echo "build_mmcv.sh: could not set the local version in mmcv/version.py" >&2; exit 1; }
+# Local version of the distribution (not of mmcv.__version__, which mmcv parses as three
+# integers): the wheel says which torch its ops were compiled against.
+sed -i "s/version=get_version(),/version=get_version() + '+$torch_tag',/" "$src/setup.py"
+grep -q "version=get_version() + '+$torch_tag'," "$src/setup.py" \
+  || { echo "build_mmcv.sh: could not set the local version in setup.py" >&2; exit 1; }
 
 start=$(date +%s)
 # MMCV_WITH_OPS: compile the ops; FORCE_CUDA=0: CPU ops only (no nvcc here), even if the

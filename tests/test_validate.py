@@ -23,8 +23,15 @@ def problems_of(tmp_path: Path, grid: dict) -> list[str]:
 
 def test_default_grid_is_valid() -> None:
     plan = resolve(load_grid(ROOT / "codecs.yaml"))
-    scenarios = {(c.model, c.scenario) for c in plan.cells}
-    assert {("tiny-resnet", "A"), ("tiny-resnet", "B"), ("tiny-resnet", "C"), ("efficientnet-lite0", "B")} <= scenarios
+    scenarios = {(c.task, c.model, c.scenario) for c in plan.cells}
+    for task, model in [("classification", "tiny-resnet"), ("detection", "tiny-centernet"),
+                        ("segmentation", "tiny-fcn")]:
+        assert {(task, model, s) for s in "ABC"} <= scenarios
+    assert ("classification", "efficientnet-lite0", "B") in scenarios
+    # the embedded neural codecs sit next to the traditional ones, three rates each
+    neural = {c.label: c.codec.kind for exp in plan.experiments for c in exp.codecs}
+    assert {k for k, v in neural.items() if v == "neural"} == {"hyperprior", "mean-scale", "gmm"}
+    assert {"jpeg", "webp", "avif", "heic"} <= neural.keys()
 
 
 def test_typo_in_a_key_suggests_the_field(tmp_path: Path) -> None:
