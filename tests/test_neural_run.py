@@ -122,3 +122,12 @@ def test_pool_workers_and_the_main_process_give_the_same_rates(neural_run: Path,
     pooled = pd.read_csv(neural_run / "leaderboard.csv")
     pooled = pooled[(pooled.scenario == "B") & (pooled.codec == "bmshj2018-hyperprior")][cols]
     pd.testing.assert_frame_equal(alone.reset_index(drop=True), pooled.reset_index(drop=True), check_dtype=False)
+
+
+def test_ls_says_which_weights_a_neural_codec_can_use(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench("ls", "codecs") == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "ok  (weights: embedded, qualities 1, 2, 3; zoo weights not cached" in lines["bmshj2018-hyperprior"]
+    assert "ok  (weights: embedded, qualities 1, 2, 3;" in lines["mbt2018-mean"]
+    assert "unavailable: zoo weights not cached: place the zoo files" in lines["bmshj2018-factorized"]
+    assert lines["jpeg"].split()[1] == "ok"

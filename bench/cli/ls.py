@@ -11,6 +11,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=KINDS)
 
 
+def _embedded_qualities(name: str) -> list[int]:
+    """The qualities a neural codec has shipped weights for (``weights: embedded``)."""
+    from bench.codecs import CODECS
+
+    codec = CODECS.get(name)(weights="embedded")
+    lo, hi = codec.quality_range
+    return [q for q in range(lo, hi + 1) if codec.unavailable_reason(q) is None]
+
+
 def _rows(kind: str) -> list[tuple[str, str]]:
     from bench.errors import BenchError
 
@@ -23,6 +32,11 @@ def _rows(kind: str) -> list[tuple[str, str]]:
                 why = codec.unavailable_reason()
                 lo, hi = codec.quality_range
                 detail = f"{codec.quality_meaning} {lo}..{hi}; version {codec.version}"
+                embedded = _embedded_qualities(name) if why and codec.kind == "neural" else []
+                if embedded:  # the zoo files are missing, the shipped ones are not
+                    detail = (f"weights: embedded, qualities {', '.join(map(str, embedded))}; "
+                              f"{why}; version {codec.version}")
+                    why = None
             except (BenchError, ImportError) as exc:
                 why, detail = str(exc), ""
             rows.append((name, f"unavailable: {why}" if why else f"ok  ({detail})"))
