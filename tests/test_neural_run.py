@@ -124,7 +124,11 @@ def test_pool_workers_and_the_main_process_give_the_same_rates(neural_run: Path,
     pd.testing.assert_frame_equal(alone.reset_index(drop=True), pooled.reset_index(drop=True), check_dtype=False)
 
 
-def test_ls_says_which_weights_a_neural_codec_can_use(capsys: pytest.CaptureFixture[str]) -> None:
+def test_ls_says_which_weights_a_neural_codec_can_use(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.codecs import neural
+
+    monkeypatch.setattr(neural, "hub_checkpoints_dir", lambda: tmp_path)  # an empty hub cache
     assert bench("ls", "codecs") == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "ok  (weights: embedded, qualities 1, 2, 3; zoo weights not cached" in lines["bmshj2018-hyperprior"]
