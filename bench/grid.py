@@ -29,6 +29,9 @@ class ResolvedCodec:
     label: str
     codec: Codec
     points: list[OperatingPoint]
+    #: ``codec.identity()`` when the grid was resolved: every key of the run uses this one,
+    #: and a transcode whose codec no longer matches it (weights replaced mid-run) fails.
+    identity: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,7 +125,7 @@ def _resolve_codec(i: int, entry: CodecEntry, problems: list[str]) -> ResolvedCo
             if codec.check_quality(q) is None and (why := codec.unavailable_reason(q)) is not None:
                 problems.append(f"{where}.qualities[{j}] ({entry.codec} at {q}): unavailable: {why}")
     label = entry.label or entry.codec
-    return ResolvedCodec(label, codec, [OperatingPoint(q) for q in entry.qualities])
+    return ResolvedCodec(label, codec, [OperatingPoint(q) for q in entry.qualities], codec.identity())
 
 
 def _resolve_experiment(
@@ -178,7 +181,7 @@ def cells_of(exp: ResolvedExperiment) -> list[Cell]:
             continue
         for rc in exp.codecs:
             for point in rc.points:
-                key = stable_hash({**ident, "codec": rc.codec.identity(), "quality": point.quality})
+                key = stable_hash({**ident, "codec": rc.identity, "quality": point.quality})
                 cells.append(Cell(exp, scenario=scenario.name, codec_label=rc.label, quality=point.quality,
                                   key=key, **common))
     return cells

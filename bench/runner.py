@@ -118,7 +118,7 @@ class Workbench:
     def transcode_needed(self, exp: ResolvedExperiment, split: str, label: str, quality: int) -> str | None:
         """The transcode key if it must be computed in this run, else None."""
         rc = self._codec(exp, label)
-        key = transcode_key(self.originals(exp, split), rc.codec.identity(), quality)
+        key = transcode_key(self.originals(exp, split), rc.identity, quality)
         if key in self._fresh or (self.cache.has_transcode(key) and not self.force):
             return None
         return key
@@ -132,11 +132,11 @@ class Workbench:
         for exp, split, label, quality in todo:
             rc = self._codec(exp, label)
             images = self.originals(exp, split)
-            key = transcode_key(images, rc.codec.identity(), quality)
+            key = transcode_key(images, rc.identity, quality)
             point = next(p for p in rc.points if p.quality == quality)
-            info = {"codec": rc.codec.identity(), "quality": quality, "set": images.fingerprint,
+            info = {"codec": rc.identity, "quality": quality, "set": images.fingerprint,
                     "dataset": images.dataset, "split": split, "ids": images.ids}
-            window.append((PendingSet(key, rc.codec, point, images.images, self._pool), images, info))
+            window.append((PendingSet(key, rc.codec, point, images.images, self._pool, rc.identity), images, info))
             if len(window) > 1:
                 self._finish(*window.popleft(), bar)
         while window:
@@ -150,7 +150,7 @@ class Workbench:
         self.counters.transcodes += 1
 
     def transcoded(self, exp: ResolvedExperiment, split: str, label: str, quality: int) -> Transcoded:
-        key = transcode_key(self.originals(exp, split), self._codec(exp, label).codec.identity(), quality)
+        key = transcode_key(self.originals(exp, split), self._codec(exp, label).identity, quality)
         return self.cache.get_transcode(key)
 
     # -- models -----------------------------------------------------------------------

@@ -42,7 +42,17 @@ def _check_shapes(codec: Codec, images: Sequence[np.ndarray], decoded: Sequence[
             raise CodecError(f"{codec.name} decoded a {rec.shape} image from a {im.shape} original")
 
 
-def transcode_chunk(codec: Codec, point: OperatingPoint, images: Sequence[np.ndarray]) -> ChunkResult:
+def check_identity(codec: Codec, expected: dict[str, Any] | None) -> None:
+    """Fail when ``codec`` is no longer what the run's keys were made from (its weights
+    file or library replaced while the run was going): its output would be cached under
+    a key that does not describe it."""
+    if expected is not None and codec.identity() != expected:
+        raise CodecError(f"{codec.name}: its weights or library changed while the run was going "
+                         f"(identity {json.dumps(codec.identity(), sort_keys=True)[:200]}...); run again")
+
+
+def transcode_chunk(codec: Codec, point: OperatingPoint, images: Sequence[np.ndarray],
+                    expected_identity: dict[str, Any] | None = None) -> ChunkResult:
     """Encode and decode a chunk and measure each reconstruction's fidelity.
 
     A traditional codec codes each image on its own and times it on its own. A neural codec
@@ -68,6 +78,7 @@ def transcode_chunk(codec: Codec, point: OperatingPoint, images: Sequence[np.nda
         enc_s = [(t1 - t0) / len(images)] * len(images)
         dec_s = [(t2 - t1) / len(images)] * len(images)
     _check_shapes(codec, images, decoded)
+    check_identity(codec, expected_identity)  # after the work: the weights it loaded are in it
     return ChunkResult(
         streams, [codec.rate_bits(s) for s in streams], decoded, enc_s, dec_s,
         [psnr(a, b) for a, b in zip(images, decoded)], [ms_ssim(a, b) for a, b in zip(images, decoded)],
@@ -85,12 +96,13 @@ def _init_worker() -> None:
 _WORKER_CODECS: dict[str, Codec] = {}
 
 
-def _worker(name: str, params: dict[str, Any], quality: int, images: Sequence[np.ndarray]) -> ChunkResult:
+def _worker(name: str, params: dict[str, Any], quality: int, images: Sequence[np.ndarray],
+            identity: dict[str, Any] | None) -> ChunkResult:
     key = json.dumps([name, params], sort_keys=True, default=str)
     if key not in _WORKER_CODECS:  # one instance per worker: a neural codec loads its weights once
         cls = CODECS.get(name)
         _WORKER_CODECS[key] = cls(cls.Params(**params))
-    return transcode_chunk(_WORKER_CODECS[key], OperatingPoint(quality), images)
+    return transcode_chunk(_WORKER_CODECS[key], OperatingPoint(quality), images, identity)
 
 
 def make_pool(workers: int) -> Executor | None:
@@ -111,19 +123,20 @@ class PendingSet:
     """One set's chunks, submitted to the pool (or run here when there is none)."""
 
     def __init__(self, key: str, codec: Codec, point: OperatingPoint, images: Sequence[np.ndarray],
-                 pool: Executor | None) -> None:
-        self.key, self.codec, self.point, self.images = key, codec, point, images
+                 pool: Executor | None, identity: dict[str, Any] | None = None) -> None:
+        self.key, self.codec, self.point, self.images, self.identity = key, codec, point, images, identity
         self.chunks = [images[i : i + CHUNK] for i in range(0, len(images), CHUNK)]
         self.futures: list[Future[ChunkResult]] | None = None
         if pool is not None and codec.poolable:
             params = codec.params.model_dump()
-            self.futures = [pool.submit(_worker, codec.name, params, point.quality, c) for c in self.chunks]
+            self.futures = [pool.submit(_worker, codec.name, params, point.quality, c, identity) for c in self.chunks]
 
     def result(self, on_images: Callable[[int], None] = lambda n: None) -> Transcoded:
         """Wait for (or compute) every chunk; per-image rate, timing and fidelity, in order."""
         results: list[ChunkResult] = []
         for i, chunk in enumerate(self.chunks):
-            results.append(self.futures[i].result() if self.futures else transcode_chunk(self.codec, self.point, chunk))
+            results.append(self.futures[i].result() if self.futures
+                           else transcode_chunk(self.codec, self.point, chunk, self.identity))
             on_images(len(chunk))
 
         def cat(field: str) -> list[Any]:

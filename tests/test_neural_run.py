@@ -135,3 +135,31 @@ def test_ls_says_which_weights_a_neural_codec_can_use(capsys: pytest.CaptureFixt
     assert "ok  (weights: embedded, qualities 1, 2, 3;" in lines["mbt2018-mean"]
     assert "unavailable: zoo weights not cached: place the zoo files" in lines["bmshj2018-factorized"]
     assert lines["jpeg"].split()[1] == "ok"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_weights_replaced_during_a_run_fail_instead_of_caching_under_the_old_key(
+        tmp_path: Path, workers: int) -> None:
+    from compressai.models import ScaleHyperprior
+
+    from bench.config import load_grid
+    from bench.errors import CodecError
+    from bench.grid import resolve
+    from bench.runner import RunOptions, run
+
+    def checkpoint(seed: int) -> None:
+        torch.manual_seed(seed)
+        model = ScaleHyperprior(16, 24)
+        model.update(force=True)
+        torch.save(model.state_dict(), tmp_path / "hp-q1.pt")
+
+    checkpoint(0)
+    grid = tiny_grid(name="swap")
+    grid["codecs"] = [{"codec": "bmshj2018-hyperprior", "weights": str(tmp_path / "hp-q{quality}.pt"),
+                       "qualities": [1]}]
+    grid["experiments"][0]["scenarios"] = ["B"]
+    plan = resolve(load_grid(write_grid(tmp_path / "grid.yaml", grid)))
+    checkpoint(1)  # the file changes after the keys were made
+    with pytest.raises(CodecError, match="changed while the run was going"):
+        run(plan, RunOptions(out=tmp_path / "out", workers=workers, quiet=True))
+    assert not list((tmp_path / "out" / "cache" / "transcode").glob("*/*/meta.json"))
