@@ -296,7 +296,7 @@ def warm_start(model: nn.Module, family: str, path: str | Path) -> list[str]:
 
 
 #: What a history entry keeps of each earlier run.
-HISTORY_KEYS = ("family", "lambda", "steps", "seconds", "minutes", "batch_size", "crop", "lr", "data",
+HISTORY_KEYS = ("family", "lambda", "steps", "seconds", "minutes", "batch_size", "crop", "lr", "init", "data",
                 "short_side", "command", "evaluation")
 
 

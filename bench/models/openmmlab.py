@@ -127,18 +127,21 @@ class _OpenMMLab(Model):
         for module in (self.package, *self.needs):
             if importlib.util.find_spec(module.split(".")[0]) is None:
                 return f"{module} is not installed ({INSTALL_HINT})"
-        for module in self.needs:
+        for module in (*self.needs, self.package):
             try:
                 importlib.import_module(module)
             except Exception as exc:  # mmcv without its compiled ops, or built against another torch
                 return f"{module} does not import ({exc.__class__.__name__}: {exc}); {INSTALL_HINT}"
         try:
-            self._config_path()
+            self._check_config()
         except BenchError as exc:
             return str(exc)
         if not Path(self.params.checkpoint).is_file():
             return f"checkpoint {self.params.checkpoint} not found"
         return None
+
+    def _check_config(self) -> None:
+        self._config_path()
 
     def _require(self) -> None:
         for module in (self.package, *self.needs):
@@ -264,9 +267,9 @@ class _OpenMMLab(Model):
         return self._identity
 
     # -- pipelines --------------------------------------------------------------------
-    def _test_pipeline(self, cfg: Any, keep: Sequence[str] = ()) -> Any:
-        """The config's test pipeline without its loading steps (images come from memory),
-        built in the package's scope; transforms named in ``keep`` stay in."""
+    def _test_pipeline(self, cfg: Any) -> Any:
+        """The config's test pipeline without its loading steps (images come from memory,
+        annotations from bench), built in the package's scope."""
         from mmengine.dataset import Compose
 
         try:
@@ -276,7 +279,7 @@ class _OpenMMLab(Model):
         if not steps:
             raise BenchError(f"config {self.params.config} has no test pipeline (test_dataloader.dataset.pipeline)")
         registry = importlib.import_module(f"{self.package}.registry").TRANSFORMS
-        kept = [dict(s) for s in steps if not s["type"].split(".")[-1].startswith("Load") or s["type"].split(".")[-1] in keep]
+        kept = [dict(s) for s in steps if not str(s["type"]).split(".")[-1].startswith("Load")]
         with self._scope():
             return Compose([registry.build(s) for s in kept])
 
@@ -348,25 +351,21 @@ class MMPretrainClassifier(_OpenMMLab):
     scope = "mmpretrain"
     needs = ("mmengine", "mmcv")
 
-    def unavailable_reason(self) -> str | None:
-        if self.params.model is not None:
-            for module in (self.package, *self.needs):
-                if importlib.util.find_spec(module) is None:
-                    return f"{module} is not installed ({INSTALL_HINT})"
-            if not Path(self.params.checkpoint).is_file():
-                return f"checkpoint {self.params.checkpoint} not found"
-            return None
-        return super().unavailable_reason()
+    def _check_config(self) -> None:
+        if self.params.model is None:
+            return super()._check_config()
+        from mmpretrain import list_models
+
+        if self.params.model.lower() not in list_models():
+            raise BenchError(f"mmpretrain has no model {self.params.model!r} in its model index")
 
     def _config(self) -> Any:
         if self.params.model is None:
             return super()._config()
         from mmpretrain.apis import ModelHub
 
-        try:
-            cfg = ModelHub.get(self.params.model).config
-        except ValueError as exc:
-            raise BenchError(f"mmpretrain has no model {self.params.model!r} ({exc})") from None
+        self._check_config()
+        cfg = ModelHub.get(self.params.model).config
         if self.params.cfg_options:
             cfg.merge_from_dict(dict(self.params.cfg_options))
         return cfg
@@ -468,12 +467,12 @@ class MMDetDetector(_OpenMMLab, Detector):
         if self._classes is None:
             raise BenchError(f"{self.name}: no class names in checkpoint {self.params.checkpoint} or config "
                              f"{self.params.config}; set classes: to the network's class names")
-        # The test pipeline, plus box loading so that resizing scales the training boxes too.
-        self._pipeline = self._test_pipeline(cfg, keep=("LoadAnnotations",))
-        if not any(type(t).__name__ == "LoadAnnotations" for t in self._pipeline.transforms):
-            from mmdet.datasets.transforms import LoadAnnotations
+        # The test pipeline with box loading first, so that its resize scales the training
+        # boxes too (test pipelines load boxes after resizing: mmdet evaluates in original pixels).
+        from mmdet.datasets.transforms import LoadAnnotations
 
-            self._pipeline.transforms.insert(0, LoadAnnotations(with_bbox=True))
+        self._pipeline = self._test_pipeline(cfg)
+        self._pipeline.transforms.insert(0, LoadAnnotations(with_bbox=True))
         return MMDetNet(net, self._pipeline, self.scope).eval()
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -540,8 +539,11 @@ class MMSegSegmenter(_OpenMMLab, Segmenter):
 
         cfg = self._config()
         ckpt = self._read_checkpoint()
+        from mmengine.model.utils import revert_sync_batchnorm
+
         with self._scope(), _quiet():
-            net = init_model(cfg, checkpoint=None, device="cpu")
+            # SyncBN (the released configs' norm) as plain BN: one process, CPU or one GPU.
+            net = revert_sync_batchnorm(init_model(cfg, checkpoint=None, device="cpu"))
         self._load_weights(net, ckpt)
         self._classes = self._resolve_classes(ckpt, cfg, _head_classes(net))
         if self._classes is None:
