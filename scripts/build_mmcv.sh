@@ -10,15 +10,17 @@
 #                 ${XDG_CACHE_HOME:-$HOME/.cache}/bench-wheels)
 #
 # The wheel is reused when one for this python and torch is already in the wheelhouse:
-# delete it (or set MMCV_REBUILD=1) to build again. About 12 minutes on 2 cores with
-# MAX_JOBS=2; set MAX_JOBS=1 (and run under `nice`) on a shared machine. Then install it in
-# the same pip pass as everything else (see docs/openmmlab.md):
+# delete it (or set MMCV_REBUILD=1) to build again. About 12 minutes on 2 idle cores with
+# MAX_JOBS=2; 62 minutes with MAX_JOBS=1 under `nice` beside other work (use that on a
+# shared machine). Then install it in the same pip pass as everything else
+# (docs/openmmlab.md):
 #
-#   pip install --find-links WHEELHOUSE mmcv==2.1.0 ...
+#   pip install --find-links WHEELHOUSE --only-binary mmcv mmcv==2.1.0 ...
 #
-# Patch: mmcv 2.1.0's setup.py compiles with -std=c++17, which the headers of torch >= 2.10
-# reject; -std=c++20 builds. The wheel's distribution version has a local label (+torchX.Y) so pip
-# never takes a wheel built against another torch; `mmcv==2.1.0` still matches it.
+# Patch: mmcv 2.1.0's setup.py compiles with -std=c++17; against torch 2.14's headers it
+# builds with -std=c++20. The wheel's version carries a local label naming the torch its
+# ops were compiled against (2.1.0+torch2.14): `mmcv==2.1.0` matches it, and
+# `mmcv==2.1.0+torch2.14` pins it when a wheelhouse holds wheels for several torches.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${1:-${MMCV_VENV:-$here/.venv}}

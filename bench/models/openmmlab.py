@@ -50,7 +50,7 @@ from bench.models.segmenters import Segmenter
 #: Where the install recipe is: mmcv's compiled ops have no wheel on PyPI.
 INSTALL_HINT = ("see docs/openmmlab.md: build mmcv with scripts/build_mmcv.sh, then "
                 "pip install --find-links WHEELHOUSE 'mmcv==2.1.0' 'mmengine==0.10.7' "
-                "'mmpretrain==1.2.0' 'mmdet==3.3.0' 'mmsegmentation==1.2.2' with bench in one pass")
+                "'mmpretrain==1.2.0' 'mmdet==3.3.0' 'mmsegmentation==1.2.2' ftfy regex 'setuptools==80.9.0' with bench in one pass")
 
 
 class OpenMMLabParams(ModelParams):
@@ -147,7 +147,7 @@ class _OpenMMLab(Model):
         for module in (self.package, *self.needs):
             try:
                 importlib.import_module(module)
-            except ImportError as exc:
+            except Exception as exc:  # ImportError, or mmcv's ops built against another torch
                 raise BenchError(f"{self.name}: {module} does not import ({exc}); {INSTALL_HINT}") from exc
 
     # -- config -----------------------------------------------------------------------
@@ -311,7 +311,7 @@ class _OpenMMLab(Model):
 def _quiet() -> Iterator[None]:
     """OpenMMLab's builders warn about what bench does on purpose (no checkpoint given to
     ``init_detector``: the weights are loaded here, weights-only)."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True):  # record: init_detector resets the filters itself
         warnings.simplefilter("ignore")
         yield
 
