@@ -55,3 +55,14 @@ def test_a_bad_plugin_is_rejected_when_registered(monkeypatch: pytest.MonkeyPatc
     reg = Registry("codec", group="bench.codecs", validate=validate_codec_class)
     with pytest.raises(BenchError, match=r"plugin 'thirdparty' .* is not a valid codec"):
         reg.names()
+
+
+def test_ls_models_says_when_an_optional_backend_lacks_its_packages(monkeypatch, capsys) -> None:
+    from bench.cli import main
+    from bench.models import MODELS
+
+    monkeypatch.setattr(MODELS.get("mmdet"), "package", "mmdet_not_installed_here")
+    assert main(["ls", "models"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "unavailable: mmdet_not_installed_here is not installed (see docs/openmmlab.md" in lines["mmdet"]
+    assert lines["tiny-resnet"].split()[1] == "ok"

@@ -47,8 +47,10 @@ def _rows(kind: str) -> list[tuple[str, str]]:
         for name in MODELS.names():
             cls = MODELS.get(name)
             required = [f for f, info in cls.Params.model_fields.items() if info.is_required()]
-            if required:
-                rows.append((name, f"ok  ({cls.task}; needs {', '.join(required)}; {cls.description})"))
+            if required:  # packages can be checked without the required parameters
+                missing = cls.missing_packages() if hasattr(cls, "missing_packages") else None
+                rows.append((name, f"unavailable: {missing}" if missing
+                             else f"ok  ({cls.task}; needs {', '.join(required)}; {cls.description})"))
                 continue
             why = cls().unavailable_reason()
             rows.append((name, f"unavailable: {why}" if why else f"ok  ({cls.task}; {cls.description})"))

@@ -123,15 +123,22 @@ class _OpenMMLab(Model):
         self._identity: dict[str, Any] | None = None
 
     # -- availability -----------------------------------------------------------------
-    def unavailable_reason(self) -> str | None:
-        for module in (self.package, *self.needs):
+    @classmethod
+    def missing_packages(cls) -> str | None:
+        """Why the OpenMMLab packages this backend needs cannot be used here, or None."""
+        for module in (cls.package, *cls.needs):
             if importlib.util.find_spec(module.split(".")[0]) is None:
                 return f"{module} is not installed ({INSTALL_HINT})"
-        for module in (*self.needs, self.package):
+        for module in (*cls.needs, cls.package):
             try:
                 importlib.import_module(module)
             except Exception as exc:  # mmcv without its compiled ops, or built against another torch
                 return f"{module} does not import ({exc.__class__.__name__}: {exc}); {INSTALL_HINT}"
+        return None
+
+    def unavailable_reason(self) -> str | None:
+        if (why := self.missing_packages()) is not None:
+            return why
         try:
             self._check_config()
         except BenchError as exc:
