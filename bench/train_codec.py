@@ -18,7 +18,6 @@ Training data are the real photographs in :data:`TRAIN_PHOTOS`; none of them is 
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
 import shlex
@@ -118,16 +117,9 @@ class TrainConfig:
 
 def train_photo_paths() -> list[Path]:
     """Paths of :data:`TRAIN_PHOTOS`; a ``DatasetError`` naming what is missing otherwise."""
-    paths = []
-    for package, rel in TRAIN_PHOTOS:
-        spec = importlib.util.find_spec(package)
-        if spec is None or spec.origin is None:
-            raise DatasetError(f"training photos: package {package!r} is not installed (it ships {rel})")
-        path = Path(spec.origin).parent / rel
-        if not path.is_file():
-            raise DatasetError(f"training photos: {path} is missing from the installed {package}")
-        paths.append(path)
-    return paths
+    from bench.datasets.photos import package_files
+
+    return package_files(TRAIN_PHOTOS, "training photos")
 
 
 def folder_images(folder: str | Path) -> list[Path]:

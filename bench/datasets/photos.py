@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.datasets.base import Dataset, DatasetParams, ImageSet
@@ -28,18 +29,24 @@ SHIPPED_PHOTOS: tuple[tuple[str, str], ...] = (
 )
 
 
-def shipped_photo_paths() -> list[Path]:
-    """Paths of the shipped photos; a ``DatasetError`` naming the missing package otherwise."""
+def package_files(files: Sequence[tuple[str, str]], what: str) -> list[Path]:
+    """Paths of ``(package, relative path)`` files that ship inside installed packages; a
+    ``DatasetError`` naming the missing package or file otherwise (``what`` names the set)."""
     paths = []
-    for package, rel in SHIPPED_PHOTOS:
+    for package, rel in files:
         spec = importlib.util.find_spec(package)
         if spec is None or spec.origin is None:
-            raise DatasetError(f"photos: package {package!r} is not installed (it ships {rel})")
+            raise DatasetError(f"{what}: package {package!r} is not installed (it ships {rel})")
         path = Path(spec.origin).parent / rel
         if not path.is_file():
-            raise DatasetError(f"photos: {path} is missing from the installed {package}")
+            raise DatasetError(f"{what}: {path} is missing from the installed {package}")
         paths.append(path)
     return paths
+
+
+def shipped_photo_paths() -> list[Path]:
+    """Paths of the shipped photos; a ``DatasetError`` naming the missing package otherwise."""
+    return package_files(SHIPPED_PHOTOS, "photos")
 
 
 class PhotosParams(DatasetParams):
