@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bench.errors import ConfigError
 from bench.registry import did_you_mean
@@ -51,6 +51,67 @@ class Schedule(Strict):
     weight_decay: float = Field(default=1e-4, ge=0)
 
 
+class Transfer(Strict):
+    """Pixel-to-compressed knowledge transfer (Duan et al. 2023): squared error between the
+    compressed-domain model's feature maps and the pixel model's on the original image."""
+
+    #: Output strides of the tapped feature maps (the pixel model's last block at each).
+    strides: list[int] = Field(default=[8, 16, 32], min_length=1)
+    #: One weight per stride; 1.0 each when omitted.
+    weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _one_weight_per_stride(self) -> Transfer:
+        if self.weights is not None and len(self.weights) != len(self.strides):
+            raise ValueError(f"{len(self.weights)} weights for {len(self.strides)} strides")
+        if any(s < 1 or s & (s - 1) for s in self.strides):
+            raise ValueError(f"strides must be powers of two (got {self.strides})")
+        return self
+
+    def layer_weights(self) -> list[float]:
+        return list(self.weights) if self.weights is not None else [1.0] * len(self.strides)
+
+
+class Joint(Strict):
+    """Joint encoder finetuning: the codec's analysis transform trained with the task model
+    under ``rate + task_weight · task loss``; its rate is then measured on real bitstreams."""
+
+    task_weight: float = Field(default=1.0, gt=0)
+
+
+class DomainVariant(Strict):
+    """One compressed-domain model: a scenario ``D:<label>`` in tables and plots."""
+
+    #: ``aa`` (architecture adaptation), ``reshape`` (pixel-shuffle baseline), ``cresnet``.
+    arch: Literal["aa", "reshape", "cresnet"] = "aa"
+    #: Which latents the model reads, concatenated: ŷ, and σ̂ / μ̂ where the codec has them.
+    inputs: list[Literal["y_hat", "scales", "means"]] = Field(default=["y_hat"], min_length=1)
+    #: ``pixel``: start from the trained pixel model's weights where shapes allow; ``scratch``.
+    init: Literal["pixel", "scratch"] = "pixel"
+    #: cresnet only: pixel stages dropped after the stem (1 on ResNet-50: cResNet-39).
+    drop_stages: int = Field(default=1, ge=0, le=3)
+    transfer: Transfer | None = None
+    joint: Joint | None = None
+    #: Name in tables and plots (``D:<label>``); made from the settings when omitted.
+    label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+    def display(self) -> str:
+        if self.label:
+            return self.label
+        extra = [p for p in self.inputs if p != "y_hat"]
+        return (self.arch + (f"({'+'.join(extra)})" if extra else "") + ("+kt" if self.transfer else "")
+                + ("+joint" if self.joint else ""))
+
+
+class CompressedDomain(Strict):
+    """Scenario D: models trained on the latents of the codecs that offer them."""
+
+    train: Schedule
+    #: Codec labels (neural codecs); every latent codec of the experiment when omitted.
+    codecs: list[str] | None = None
+    variants: list[DomainVariant] = Field(default_factory=lambda: [DomainVariant()], min_length=1)
+
+
 class Experiment(Strict):
     task: str
     dataset: DatasetEntry
@@ -62,6 +123,8 @@ class Experiment(Strict):
     train: Schedule | None = None
     #: Scenario C's finetuning on compressed training images.
     finetune: Schedule | None = None
+    #: Scenario D's compressed-domain models.
+    compressed_domain: CompressedDomain | None = None
     seed: int | None = None
 
 

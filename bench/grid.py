@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from bench.codecs import CODECS, Codec, OperatingPoint
-from bench.config import CodecEntry, Experiment, Grid, format_validation_error
+from bench.config import CodecEntry, DomainVariant, Experiment, Grid, format_validation_error
 from bench.datasets import DATASETS, Dataset
 from bench.errors import ConfigError, UnknownNameError
 from bench.models import MODELS, Model
@@ -50,6 +50,18 @@ class ResolvedExperiment:
         arch = getattr(self.model.params, "arch", None)
         return f"{self.model.name}:{arch}" if arch else self.model.name
 
+    def latent_codecs(self) -> list[ResolvedCodec]:
+        """Scenario D's codecs: those named in ``compressed_domain.codecs``, else every codec
+        of the experiment that hands out latents."""
+        cd = self.entry.compressed_domain
+        if cd is not None and cd.codecs is not None:
+            return [rc for rc in self.codecs if rc.label in cd.codecs]
+        return [rc for rc in self.codecs if has_latents(rc.codec)]
+
+    def variant(self, label: str) -> DomainVariant:
+        assert self.entry.compressed_domain is not None
+        return next(v for v in self.entry.compressed_domain.variants if v.display() == label)
+
     def reference_identity(self) -> dict[str, Any]:
         """What the scenario-A model depends on."""
         return {
@@ -72,10 +84,17 @@ class Cell:
     quality: int | None
     seed: int
     key: str
+    #: Scenario D: the compressed-domain variant's label.
+    variant: str | None = None
+
+    @property
+    def scenario_label(self) -> str:
+        """The scenario as tables and plots name it: ``D:<variant>`` for scenario D."""
+        return f"{self.scenario}:{self.variant}" if self.variant else self.scenario
 
     def describe(self) -> str:
         op = f" {self.codec_label}@{self.quality}" if self.codec_label else ""
-        return f"{self.task}/{self.model}/{self.dataset} {self.scenario}{op} seed={self.seed}"
+        return f"{self.task}/{self.model}/{self.dataset} {self.scenario_label}{op} seed={self.seed}"
 
 
 @dataclass
@@ -175,6 +194,9 @@ def cells_of(exp: ResolvedExperiment) -> list[Cell]:
         ident = {**base, "scenario": scenario.name}
         if scenario.name == "C":
             ident["finetune"] = exp.entry.finetune.model_dump() if exp.entry.finetune else None
+        if scenario.name == "D" and exp.entry.compressed_domain is not None:
+            cells.extend(_domain_cells(exp, ident, common))
+            continue
         if not scenario.uses_codec:
             cells.append(Cell(exp, scenario=scenario.name, codec_label=None, quality=None,
                               key=stable_hash(ident), **common))
@@ -184,6 +206,26 @@ def cells_of(exp: ResolvedExperiment) -> list[Cell]:
                 key = stable_hash({**ident, "codec": rc.identity, "quality": point.quality})
                 cells.append(Cell(exp, scenario=scenario.name, codec_label=rc.label, quality=point.quality,
                                   key=key, **common))
+    return cells
+
+
+def has_latents(codec: Codec) -> bool:
+    return callable(getattr(codec, "latents", None))
+
+
+def _domain_cells(exp: ResolvedExperiment, ident: dict[str, Any], common: dict[str, Any]) -> list[Cell]:
+    cd = exp.entry.compressed_domain
+    assert cd is not None
+    cells = []
+    for variant in cd.variants:
+        label = variant.display()
+        vident = {**ident, "train_latent": cd.train.model_dump(),
+                  "variant": variant.model_dump(exclude={"label"})}
+        for rc in exp.latent_codecs():
+            for point in rc.points:
+                key = stable_hash({**vident, "codec": rc.identity, "quality": point.quality})
+                cells.append(Cell(exp, scenario="D", codec_label=rc.label, quality=point.quality, key=key,
+                                  variant=label, **common))
     return cells
 
 

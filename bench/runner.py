@@ -16,12 +16,22 @@ from torch import nn
 
 from bench.cache import Cache, Transcoded
 from bench.datasets.base import ImageSet
+from bench.domain.adapt import feature_taps
+from bench.domain.cost import cost_record
+from bench.domain.nets import latent_network
+from bench.domain.train import LatentSet, Transfer, evaluate_latent, latent_set, train_latent
 from bench.errors import BenchError
 from bench.grid import CELL_SCHEMA, Cell, Plan, ResolvedExperiment, stable_hash
 from bench.progress import Progress
 from bench.provenance import provenance
 from bench.store import Store
 from bench.transcode import PendingSet, make_pool
+
+
+#: Streams entropy-decoded per call when reading a split's latents.
+LATENT_CHUNK = 64
+#: Val streams the cost table times both inference paths on.
+COST_IMAGES = 16
 
 
 @dataclass
@@ -93,6 +103,8 @@ class Workbench:
         self._originals: dict[tuple[int, str], ImageSet] = {}
         self._references: dict[int, tuple[nn.Module, Any]] = {}
         self._fresh: set[str] = set()  # transcodes made in this run (honours --force once)
+        self._latents: dict[tuple[str, tuple[str, ...]], tuple[LatentSet, list[int]]] = {}
+        self._costs: dict[tuple[Any, ...], dict[str, float]] = {}
         for exp in plan.experiments:
             for rc in exp.codecs:
                 rc.codec.to(device)
@@ -189,6 +201,76 @@ class Workbench:
             self._train(cell.exp, net, train.decoded, cell.exp.entry.finetune, key)
         return net.eval(), refs
 
+    # -- scenario D ---------------------------------------------------------------------
+    def latents(self, exp: ResolvedExperiment, split: str, label: str, quality: int,
+                inputs: list[str]) -> tuple[LatentSet, list[int]]:
+        """The split's latents at an operating point, read back from its cached streams by
+        entropy decoding alone (kept for the run: every D variant and task shares them)."""
+        key = (transcode_key(self.originals(exp, split), self._codec(exp, label).identity, quality), tuple(inputs))
+        if key not in self._latents:
+            streams = self.transcoded(exp, split, label, quality).streams
+            codec = self._codec(exp, label).codec
+            decoded = [lat for i in range(0, len(streams), LATENT_CHUNK)
+                       for lat in codec.latents(streams[i : i + LATENT_CHUNK])]
+            self._latents[key] = latent_set(decoded, inputs)
+        return self._latents[key]
+
+    def latent_model(self, cell: Cell) -> tuple[nn.Module, dict[str, Any]]:
+        """Scenario D's network for the cell, built from the A model and trained on the
+        train split's latents (or loaded from the cache), and what training recorded."""
+        exp, variant = cell.exp, cell.exp.variant(cell.variant or "")
+        cd = exp.entry.compressed_domain
+        assert cd is not None and cell.codec_label is not None and cell.quality is not None
+        pixel, _ = self.reference_model(exp)
+        train, splits = self.latents(exp, "train", cell.codec_label, cell.quality, list(variant.inputs))
+        torch.manual_seed(exp.seed)
+        net = latent_network(exp.task.name, pixel, variant.arch, splits, variant.init, variant.drop_stages)
+        net.to(self.device)
+        key = stable_hash({"cell": cell.key, "weights": "compressed-domain"}, 32)
+        if self.cache.has_model(key) and not self.force:
+            net.load_state_dict(self.cache.get_model(key))
+            return net.eval(), {"trained": False}
+        transfer = None
+        if variant.transfer is not None:
+            root = pixel.get_submodule(net.pixel_root) if net.pixel_root else pixel
+            taps = feature_taps(root, variant.transfer.strides)
+            layers = {taps[s]: w for s, w in zip(variant.transfer.strides, variant.transfer.layer_weights())}
+            transfer = Transfer(root.eval(), exp.model, layers, self.originals(exp, "train").images)
+        t0 = time.perf_counter()
+        distances = train_latent(exp.task.name, net, train, self.originals(exp, "train"), cd.train, exp.seed,
+                                 self.device, transfer)
+        self.counters.trainings += 1
+        self.progress.say(f"trained {exp.model_label} D:{cell.variant} on {cell.codec_label}@{cell.quality} "
+                          f"latents in {time.perf_counter() - t0:.1f} s")
+        self.cache.put_model(key, {k: v.detach().cpu() for k, v in net.state_dict().items()})
+        info: dict[str, Any] = {"trained": True, "train_s": time.perf_counter() - t0}
+        if transfer is not None:
+            info["transfer_layers"] = transfer.layers
+            info["transfer_distance_per_epoch"] = distances
+        return net.eval(), info
+
+    def compressed_domain_cell(self, cell: Cell) -> CellResult:
+        """Scenario D: the compressed-domain model on the val split's latents, with the cost
+        of both inference paths on a sample of the val streams."""
+        exp = cell.exp
+        assert cell.codec_label is not None and cell.quality is not None
+        variant = exp.variant(cell.variant or "")
+        net, info = self.latent_model(cell)
+        pixel, refs = self.reference_model(exp)
+        val = self.transcoded(exp, "val", cell.codec_label, cell.quality)
+        lat, _ = self.latents(exp, "val", cell.codec_label, cell.quality, list(variant.inputs))
+        metrics = evaluate_latent(exp.task.name, net, lat, refs, self.device)
+        # the same network costs the same with or without knowledge transfer: measured once
+        arch = (exp.index, cell.codec_label, cell.quality, variant.arch, tuple(variant.inputs), variant.drop_stages)
+        if arch not in self._costs:
+            codec = self._codec(exp, cell.codec_label).codec
+            self._costs[arch] = cost_record(exp.task.name, codec, cell.quality, val.streams[:COST_IMAGES], pixel,
+                                            exp.model, net, list(variant.inputs), self.device)
+        cost = self._costs[arch]
+        result = self.result(cell, metrics, transcoded=val, n_images=len(val))
+        result.row["record"].update({"compressed_domain": info, "cost": cost})
+        return result
+
     def evaluate(self, exp: ResolvedExperiment, net: nn.Module, images: list[np.ndarray], refs: Any) -> dict[str, float]:
         return exp.task.evaluate(net, exp.model, images, refs, self.device)
 
@@ -196,7 +278,7 @@ class Workbench:
         rate = transcoded.summary() if transcoded is not None else {}
         row = {
             "key": cell.key, "task": cell.task, "model": cell.model, "dataset": cell.dataset,
-            "scenario": cell.scenario, "codec": cell.codec_label, "quality": cell.quality, "seed": cell.seed,
+            "scenario": cell.scenario_label, "codec": cell.codec_label, "quality": cell.quality, "seed": cell.seed,
             "bpp": rate.get("bpp"), "bpp_total": rate.get("bpp_total"), "psnr": rate.get("psnr"),
             "ms_ssim": rate.get("ms_ssim"), "rate_source": rate.get("rate_source"), "n_images": n_images,
             "metrics": metrics,
@@ -211,7 +293,7 @@ def _needs(bench: Workbench, cell: Cell) -> list[tuple[str, str, int]]:
     if cell.codec_label is None:
         return []
     needs = [("val", cell.codec_label, cell.quality)]
-    if cell.scenario == "C":
+    if cell.scenario in ("C", "D"):
         needs.append(("train", cell.codec_label, cell.quality))
     return needs
 
@@ -220,7 +302,7 @@ def _prepare(bench: Workbench, pending: list[Cell]) -> None:
     """Load every dataset split the pending cells touch: bad inputs fail before any work."""
     for cell in pending:
         bench.originals(cell.exp, "val")
-        if cell.scenario == "C" or (not cell.exp.model.pretrained):
+        if cell.scenario in ("C", "D") or (not cell.exp.model.pretrained):
             bench.originals(cell.exp, "train")
 
 
@@ -237,7 +319,7 @@ def _transcode_stage(bench: Workbench, pending: list[Cell]) -> None:
 
 
 def _evaluate_stage(bench: Workbench, pending: list[Cell], store: Store, run_id: str) -> None:
-    order = {"A": 0, "B": 1, "C": 2}
+    order = {"A": 0, "B": 1, "C": 2, "D": 3}
     with bench.progress.bar(len(pending), "cells", "cells") as bar:
         for cell in sorted(pending, key=lambda c: (c.exp.index, order.get(c.scenario, 9))):
             scenario = next(s for s in cell.exp.scenarios if s.name == cell.scenario)

@@ -2,6 +2,8 @@
 
 A: the model trained and tested on originals. B: the A model tested on compressed images.
 C: the A model finetuned on compressed training images, tested on compressed images.
+D: a compressed-domain model, built from the A model, trained and tested on the codec's
+latents (entropy decoding only; the decoder network is not run).
 """
 
 from __future__ import annotations
@@ -70,6 +72,42 @@ class Finetuned(Scenario):
         return bench.result(cell, metrics, transcoded=val, n_images=len(val))
 
 
+class CompressedDomainScenario(Scenario):
+    name = "D"
+    description = "a model built from the A model, trained and tested on the codec's latents (no decoder)"
+
+    def problems(self, exp: ResolvedExperiment) -> list[str]:
+        from bench.domain.nets import unsupported_model
+
+        cd = exp.entry.compressed_domain
+        if cd is None:
+            return ["scenario D needs a 'compressed_domain' section (train: schedule; variants: models)"]
+        out = []
+        if "train" not in exp.dataset.splits:
+            out.append(f"scenario D trains on a train split, and dataset {exp.dataset.name!r} has none")
+        labels = [rc.label for rc in exp.codecs]
+        for j, label in enumerate(cd.codecs or []):
+            rc = next((rc for rc in exp.codecs if rc.label == label), None)
+            if rc is None:
+                out.append(f"compressed_domain.codecs[{j}]: {label!r} is not one of this experiment's codecs ({', '.join(labels)})")
+            elif not callable(getattr(rc.codec, "latents", None)):
+                out.append(f"compressed_domain.codecs[{j}]: {label!r} ({rc.codec.name}) has no latents; "
+                           "scenario D needs a neural codec")
+        if cd.codecs is None and not exp.latent_codecs():
+            out.append(f"scenario D needs a codec with latents (a neural codec); none of {', '.join(labels)} has them")
+        seen: set[str] = set()
+        for j, v in enumerate(cd.variants):
+            if v.display() in seen:
+                out.append(f"compressed_domain.variants[{j}]: label {v.display()!r} is used twice (set 'label:')")
+            seen.add(v.display())
+            if (why := unsupported_model(exp.task.name, exp.model, v.arch)) is not None:
+                out.append(f"compressed_domain.variants[{j}]: {why}")
+        return out
+
+    def run(self, bench: Workbench, cell: Cell) -> CellResult:
+        return bench.compressed_domain_cell(cell)
+
+
 def _validate(name: str, obj: object) -> None:
     if not (isinstance(obj, type) and issubclass(obj, Scenario)):
         raise TypeError(f"{obj!r} is not a subclass of bench.scenarios.Scenario")
@@ -79,3 +117,4 @@ SCENARIOS: Registry[type[Scenario]] = Registry("scenario", group="bench.scenario
 SCENARIOS.register("A", Original)
 SCENARIOS.register("B", CompressedEval)
 SCENARIOS.register("C", Finetuned)
+SCENARIOS.register("D", CompressedDomainScenario)

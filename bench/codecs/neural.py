@@ -671,6 +671,11 @@ class CompressAICodec(Codec):
                 out[i] = _to_uint8(x_hat[k], h.height, h.width)
         return out
 
+    def synthesis(self, quality: int) -> torch.nn.Module:
+        """The synthesis transform g_s at ``quality`` (the decoder network a compressed-domain
+        model skips)."""
+        return self._model(quality)[0].g_s
+
     def latents(self, streams: Sequence[bytes]) -> list[Latents]:
         """Each stream's y_hat with its entropy parameters, by entropy decoding alone."""
         out: list[Latents | None] = [None] * len(streams)

@@ -1,0 +1,131 @@
+"""Compressed-domain task networks: a trained pixel network, adapted to read latents.
+
+Every network here is called as ``net(x, sizes)`` with ``x`` a ``(N, C, h, w)`` batch of
+latents (ŷ, and σ̂ / μ̂ when asked for, concatenated) and ``sizes`` the original images'
+``(H, W)``; detection adds ``targets`` in train mode, as torchvision detectors do.
+``feature_root`` names the module whose layers knowledge transfer taps, the same layers
+in the pixel network (``pixel_root``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.domain.adapt import LATENT_STRIDE, adapt_aa, adapt_cresnet, adapt_reshape, reset_parameters
+from bench.errors import BenchError
+from bench.models.detectors import TinyCenterNetNet, cpu_bf16
+from bench.models.segmenters import TinyFCNNet
+
+ARCHS = ("aa", "reshape", "cresnet")
+
+
+def adapt(net: nn.Module, arch: str, splits: Sequence[int], drop_stages: int = 1) -> nn.Module:
+    """``net`` (a copy) reading latents made of parts with ``splits`` channels."""
+    if arch == "aa":
+        return adapt_aa(net, [sum(splits)])
+    if arch == "reshape":
+        return adapt_reshape(net, sum(splits))
+    if arch == "cresnet":
+        return adapt_cresnet(net, splits, drop_stages)
+    raise BenchError(f"unknown compressed-domain architecture {arch!r} (one of {', '.join(ARCHS)})")
+
+
+class LatentClassifier(nn.Module):
+    """A classifier adapted as a whole."""
+
+    feature_root: ClassVar[str] = "body"
+    pixel_root: ClassVar[str] = ""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor, sizes: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+        return self.body(x)
+
+
+class LatentCenterNet(nn.Module):
+    """The tiny CenterNet with its backbone adapted; its head, loss and box decoding are the
+    pixel model's (stride 4 in image pixels)."""
+
+    feature_root: ClassVar[str] = "net.backbone"
+    pixel_root: ClassVar[str] = "backbone"
+
+    def __init__(self, net: TinyCenterNetNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, sizes: Sequence[tuple[int, int]],
+                targets: list[dict[str, torch.Tensor]] | None = None) -> Any:
+        net = self.net
+        with cpu_bf16(net.bf16 and self.training and x.device.type == "cpu"):
+            out = net.head(net.backbone(x)[1]).float()
+        heat, size, offset = out[:, : net.num_classes], out[:, -4:-2], out[:, -2:]
+        if self.training:
+            if targets is None:
+                raise ValueError("a detector needs targets in train mode")
+            return net.loss(heat, size, offset, targets)
+        return net.decode(heat, size, offset, list(sizes))
+
+
+class LatentFCN(nn.Module):
+    """The tiny FCN with its backbone adapted; logits at the latent grid × 16, which covers
+    the image (the caller crops each image's ``(H, W)``)."""
+
+    feature_root: ClassVar[str] = "net.backbone"
+    pixel_root: ClassVar[str] = "backbone"
+
+    def __init__(self, net: TinyFCNNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, sizes: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+        net = self.net
+        with cpu_bf16(net.bf16 and self.training and x.device.type == "cpu"):
+            c1, p2 = net.backbone(x)
+            p1 = net.lateral1(c1) + F.interpolate(net.context(p2), size=c1.shape[-2:], mode="nearest")
+            logits = net.classify(torch.relu(p1))
+        size = (x.shape[-2] * LATENT_STRIDE, x.shape[-1] * LATENT_STRIDE)
+        return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def unsupported(task: str, pixel: type[nn.Module] | None, arch: str) -> str | None:
+    """Why a compressed-domain form of this pixel network cannot be built, or None."""
+    if task == "detection" and pixel is not None and not issubclass(pixel, TinyCenterNetNet):
+        return f"compressed-domain detection is built for tiny-centernet (got {pixel.__name__})"
+    if task == "segmentation" and pixel is not None and not issubclass(pixel, TinyFCNNet):
+        return f"compressed-domain segmentation is built for tiny-fcn (got {pixel.__name__})"
+    if arch == "cresnet" and task != "classification":
+        return "cresnet is a classifier; use aa or reshape for detection and segmentation"
+    return None
+
+
+def unsupported_model(task: str, model: Any, arch: str) -> str | None:
+    """``unsupported`` for a model plugin, before anything is built."""
+    if type(model).__module__.endswith("openmmlab"):
+        return f"model {model.name!r}: compressed-domain forms of OpenMMLab models are not built yet"
+    pixel = {"tiny-centernet": TinyCenterNetNet, "tiny-fcn": TinyFCNNet}.get(model.name)
+    if task in ("detection", "segmentation") and pixel is None:
+        kind = "tiny-centernet" if task == "detection" else "tiny-fcn"
+        return f"compressed-domain {task} is built for {kind} (got model {model.name!r})"
+    return unsupported(task, pixel, arch)
+
+
+def latent_network(task: str, pixel: nn.Module, arch: str, splits: Sequence[int], init: str = "pixel",
+                   drop_stages: int = 1) -> nn.Module:
+    """The compressed-domain network for ``task`` built from the trained ``pixel`` network."""
+    if (why := unsupported(task, type(pixel), arch)) is not None:
+        raise BenchError(why)
+    pixel = copy.deepcopy(pixel).float().to(memory_format=torch.contiguous_format)
+    if task == "classification":
+        net: nn.Module = LatentClassifier(adapt(pixel, arch, splits, drop_stages))
+    else:
+        pixel.backbone = adapt(pixel.backbone, arch, splits, drop_stages)
+        net = LatentCenterNet(pixel) if task == "detection" else LatentFCN(pixel)
+    return reset_parameters(net) if init == "scratch" else net
