@@ -181,6 +181,8 @@ def _resolve_experiment(
     )
     for scenario in resolved.scenarios:
         problems.extend(f"{where}.scenarios ({scenario.name}): {p}" for p in scenario.problems(resolved))
+    if entry.compressed_domain is not None and "D" not in entry.scenarios:
+        problems.append(f"{where}.compressed_domain: compressed_domain is set but scenarios has no D")
     if len(set(entry.scenarios)) != len(entry.scenarios):
         problems.append(f"{where}.scenarios: repeated names {entry.scenarios}")
     return resolved

@@ -169,7 +169,7 @@ def train_latent(task: str, net: nn.Module, lat: LatentSet, data: ImageSet, sche
                 kt = transfer_loss({name: student[full] for name, full in zip(transfer.layers, student_layers)},
                                    teacher, transfer.layers)
                 loss = loss + kt
-                total, count = total + float(kt) * len(idx), count + len(idx)
+                total, count = total + float(kt.detach()) * len(idx), count + len(idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

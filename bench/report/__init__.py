@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.report.leaderboard import leaderboard_frame
+from bench.report.leaderboard import cost_frame, leaderboard_frame
 from bench.report.plots import plot_all
 from bench.store import Store
 
@@ -47,6 +47,18 @@ def write_leaderboard(folder: Path) -> Path:
     return path
 
 
+def write_costs(folder: Path) -> Path | None:
+    """``costs.csv``: scenario D's cost table (None, and no file, when the run has no D rows)."""
+    rows, _ = load_rows(folder)
+    frame = cost_frame(rows)
+    path = folder / "costs.csv"
+    if frame.empty:
+        path.unlink(missing_ok=True)
+        return None
+    atomic_write_text(path, frame.to_csv(index=False))
+    return path
+
+
 def write_plots(folder: Path) -> list[Path]:
     rows, _ = load_rows(folder)
     return plot_all(rows, folder / "plots")
@@ -54,6 +66,7 @@ def write_plots(folder: Path) -> list[Path]:
 
 def write_outputs(folder: Path) -> None:
     write_leaderboard(folder)
+    write_costs(folder)
     write_plots(folder)
 
 

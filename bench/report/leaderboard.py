@@ -30,9 +30,29 @@ def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     if df.empty:
         return df
     df["quality"] = df["quality"].astype("Int64")
-    df["_s"] = df["scenario"].map(SCENARIO_ORDER).fillna(9)
+    df["_s"] = df["scenario"].str[0].map(SCENARIO_ORDER).fillna(9)
     # metrics keep the order the task reports them in (its primary metric first)
     df["_m"] = df.groupby(["task", "model", "dataset"]).cumcount()
     df["_m"] = df.groupby(["task", "model", "dataset", "metric"])["_m"].transform("min")
     df = df.sort_values(["task", "model", "dataset", "_m", "_s", "codec", "bpp"], na_position="first")
     return df.drop(columns=["_s", "_m"]).reset_index(drop=True)
+
+
+COST_COLUMNS = ["task", "model", "dataset", "codec", "quality", "bpp", "scenario", "params_decode_infer",
+                "params_compressed", "gflops_decode_infer", "gflops_compressed", "ms_entropy_decode", "ms_synthesis",
+                "ms_pixel_model", "ms_latent_model", "ms_decode_infer", "ms_compressed", "speedup",
+                "speedup_without_entropy_decoding", "cost_images", "device"]
+
+
+def cost_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Scenario D's cost table: per codec × operating point × model × compressed-domain
+    model, parameters, GFLOPs per image and measured ms per image of decode-then-infer
+    (full decode + pixel model) against compressed-domain inference (entropy decoding +
+    latent model), on the run's device; ``speedup`` is their ratio, and
+    ``speedup_without_entropy_decoding`` leaves out the entropy decoding both paths share."""
+    records = [{"task": r["task"], "model": r["model"], "dataset": r["dataset"], "codec": r["codec"],
+                "quality": r["quality"], "bpp": r["bpp"], "scenario": r["scenario"],
+                "device": r["record"].get("device"), **r["record"]["cost"]}
+               for r in rows if r.get("record", {}).get("cost")]
+    df = pd.DataFrame.from_records(records, columns=COST_COLUMNS)
+    return df.sort_values(["task", "model", "dataset", "codec", "quality", "scenario"]).reset_index(drop=True)

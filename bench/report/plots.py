@@ -1,7 +1,8 @@
 """Rate–accuracy and rate–PSNR plots (matplotlib, PNG).
 
 Rate–accuracy follows the reference study's Figure 3: scenario A as a horizontal line,
-B dashed, C solid, one colour per codec; x is the mean of per-image bpp. A curve whose
+B dashed, C solid, D (compressed-domain models, one curve per variant) dotted with other
+markers, one colour per codec; x is the mean of per-image bpp. A curve whose
 rate is a likelihood estimate (a neural codec's ``entropy_estimation``) says so in its
 legend entry and has hollow markers.
 """
@@ -21,6 +22,8 @@ import pandas as pd  # noqa: E402
 from bench.report.leaderboard import leaderboard_frame  # noqa: E402
 
 STYLE = {"B": "--", "C": "-", "D": ":"}
+#: Scenario D's variants are told apart by marker (all dotted, in their codec's colour).
+D_MARKERS = ("s", "^", "D", "v", "P", "X", "*")
 
 
 def _slug(*parts: str) -> str:
@@ -59,10 +62,13 @@ def rate_accuracy(df: pd.DataFrame, task: str, model: str, dataset: str, out: Pa
         m = sub[sub.metric == metric]
         for _, a in m[m.scenario == "A"].iterrows():
             ax.axhline(a.value, color="black", lw=1.2, label="A (original)")
+        variants = sorted(v for v in m.scenario.unique() if v.startswith("D"))
+        markers = {v: D_MARKERS[i % len(D_MARKERS)] for i, v in enumerate(variants)}
         for (scenario, codec), g in m[m.scenario != "A"].groupby(["scenario", "codec"]):
             g = g.sort_values("bpp")
             suffix, style = _rate_style(g)
-            ax.plot(g.bpp, g.value, STYLE.get(scenario, "-."), marker="o", ms=4, color=colours[codec],
+            ax.plot(g.bpp, g.value, STYLE.get(scenario[0], "-."), marker=markers.get(scenario, "o"), ms=4,
+                    color=colours[codec],
                     label=f"{codec} {scenario}{suffix}", **style)
         ax.set_xlabel("bpp (mean of per-image bpp)")
         ax.set_ylabel(metric)
