@@ -109,6 +109,9 @@ class CompressedDomain(Strict):
     train: Schedule
     #: Codec labels (neural codecs); every latent codec of the experiment when omitted.
     codecs: list[str] | None = None
+    #: Of those codecs' qualities, the ones D models are trained at (one model per
+    #: operating point and variant); all of them when omitted.
+    qualities: list[int] | None = Field(default=None, min_length=1)
     variants: list[DomainVariant] = Field(default_factory=lambda: [DomainVariant()], min_length=1)
 
 

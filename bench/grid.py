@@ -225,6 +225,8 @@ def _domain_cells(exp: ResolvedExperiment, ident: dict[str, Any], common: dict[s
                   "variant": variant.model_dump(exclude={"label"})}
         for rc in exp.latent_codecs():
             for point in rc.points:
+                if cd.qualities is not None and point.quality not in cd.qualities:
+                    continue
                 key = stable_hash({**vident, "codec": rc.identity, "quality": point.quality})
                 cells.append(Cell(exp, scenario="D", codec_label=rc.label, quality=point.quality, key=key,
                                   variant=label, **common))

@@ -95,6 +95,11 @@ class CompressedDomainScenario(Scenario):
                            "scenario D needs a neural codec")
         if cd.codecs is None and not exp.latent_codecs():
             out.append(f"scenario D needs a codec with latents (a neural codec); none of {', '.join(labels)} has them")
+        offered = {p.quality for rc in exp.latent_codecs() for p in rc.points}
+        for j, q in enumerate(cd.qualities or []):
+            if q not in offered:
+                out.append(f"compressed_domain.qualities[{j}]: no latent codec of this experiment has quality {q} "
+                           f"(they have {', '.join(map(str, sorted(offered))) or 'none'})")
         seen: set[str] = set()
         for j, v in enumerate(cd.variants):
             if v.display() in seen:

@@ -241,7 +241,7 @@ def domain_grid() -> dict:
     seg = {"task": "segmentation", "dataset": {"name": "shapes", "n_train": 48, "n_val": 24, "size": 40},
            "model": {"name": "tiny-fcn"}, "scenarios": ["A", "D"], "codecs": ["hyperprior"],
            "train": {"epochs": 1, "batch_size": 16, "lr": 0.003},
-           "compressed_domain": {"train": {"epochs": 1, "batch_size": 16, "lr": 0.003}}}
+           "compressed_domain": {"train": {"epochs": 1, "batch_size": 16, "lr": 0.003}, "qualities": [3]}}
     grid["experiments"].append(seg)
     return grid
 
@@ -261,8 +261,9 @@ def test_scenario_d_in_a_run(tmp_path: Path) -> None:
         assert row.bpp == pytest.approx(b.loc[q, "bpp"]) and row.rate_source == "bitstream"
     seg = lb[(lb.task == "segmentation") & (lb.metric == "mIoU")]
     assert set(seg.scenario) == {"A", "D:aa"}  # 40×40 images: the 3×3 latent grid is cropped back
+    assert seg[seg.scenario == "D:aa"].quality.tolist() == [3]  # compressed_domain.qualities
     costs = pd.read_csv(folder / "costs.csv")
-    assert len(costs) == 6 and (costs.params_compressed < costs.params_decode_infer).all()
+    assert len(costs) == 5 and (costs.params_compressed < costs.params_decode_infer).all()
     assert (costs.gflops_compressed < costs.gflops_decode_infer).all() and (costs.ms_compressed > 0).all()
     store = Store(folder / "results.sqlite")
     try:
@@ -294,6 +295,8 @@ def test_scenario_d_in_a_run(tmp_path: Path) -> None:
     (lambda g: g["experiments"][0]["compressed_domain"]["variants"][1]["transfer"].update(weights=[1.0]),
      "1 weights for 2 strides"),
     (lambda g: g["experiments"][0]["scenarios"].remove("D"), "compressed_domain is set but scenarios has no D"),
+    (lambda g: g["experiments"][0]["compressed_domain"].update(qualities=[2]),
+     "compressed_domain.qualities[0]: no latent codec of this experiment has quality 2 (they have 1, 3)"),
 ])
 def test_scenario_d_problems_are_reported_before_any_work(tmp_path: Path, capsys, change, message: str) -> None:
     grid = domain_grid()
