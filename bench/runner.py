@@ -15,17 +15,19 @@ import torch
 from torch import nn
 
 from bench.cache import Cache, Transcoded
+from bench.codecs.base import Codec, OperatingPoint
 from bench.datasets.base import ImageSet
 from bench.domain.adapt import feature_taps
 from bench.domain.cost import cost_record
 from bench.domain.nets import latent_network
+from bench.domain.joint import train_joint
 from bench.domain.train import LatentSet, Transfer, evaluate_latent, latent_set, train_latent
 from bench.errors import BenchError
 from bench.grid import CELL_SCHEMA, Cell, Plan, ResolvedExperiment, stable_hash
 from bench.progress import Progress
 from bench.provenance import provenance
 from bench.store import Store
-from bench.transcode import PendingSet, make_pool
+from bench.transcode import PendingSet, make_pool, transcode_set
 
 
 #: Streams entropy-decoded per call when reading a split's latents.
@@ -249,21 +251,64 @@ class Workbench:
             info["transfer_distance_per_epoch"] = distances
         return net.eval(), info
 
+    def joint_model(self, cell: Cell) -> tuple[nn.Module, Codec, dict[str, Any]]:
+        """Scenario D with joint encoder finetuning: the compressed-domain network and the
+        codec whose analysis transform was trained with it (or both from the cache)."""
+        exp, variant = cell.exp, cell.exp.variant(cell.variant or "")
+        cd = exp.entry.compressed_domain
+        assert cd is not None and variant.joint is not None and cell.codec_label is not None and cell.quality is not None
+        codec = self._codec(exp, cell.codec_label).codec
+        pixel, _ = self.reference_model(exp)
+        model = copy.deepcopy(codec.compression_model(cell.quality)).cpu()
+        torch.manual_seed(exp.seed)
+        net = latent_network(exp.task.name, pixel, variant.arch, [model.M] * len(variant.inputs), variant.init,
+                             variant.drop_stages).to(self.device)
+        key = stable_hash({"cell": cell.key, "weights": "joint"}, 32)
+        if self.cache.has_model(key) and not self.force:
+            state = self.cache.get_model(key)
+            net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+            model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("codec.")})
+            info: dict[str, Any] = {"trained": False}
+        else:
+            t0 = time.perf_counter()
+            train = self.originals(exp, "train")
+            info = train_joint(exp.task.name, model.to(self.device), net, list(variant.inputs), train.images, train,
+                               cd.train, variant.joint.task_weight, exp.seed, self.device)
+            self.counters.trainings += 1
+            self.progress.say(f"trained {exp.model_label} D:{cell.variant} with the {cell.codec_label}@{cell.quality} "
+                              f"encoder in {time.perf_counter() - t0:.1f} s")
+            state = {f"net.{k}": v.detach().cpu() for k, v in net.state_dict().items()}
+            state.update({f"codec.{k}": v.detach().cpu() for k, v in model.state_dict().items()})
+            self.cache.put_model(key, state)
+            info = {"trained": True, "train_s": time.perf_counter() - t0, **info}
+        model.update(force=True)
+        joint = type(codec).from_model(codec.name, model, cell.quality).to(self.device)
+        return net.eval(), joint, info
+
     def compressed_domain_cell(self, cell: Cell) -> CellResult:
         """Scenario D: the compressed-domain model on the val split's latents, with the cost
-        of both inference paths on a sample of the val streams."""
+        of both inference paths on a sample of the val streams. With joint encoder
+        finetuning the val images are encoded again by the finetuned encoder, and the row's
+        rate and fidelity are those of these new bitstreams."""
         exp = cell.exp
         assert cell.codec_label is not None and cell.quality is not None
         variant = exp.variant(cell.variant or "")
-        net, info = self.latent_model(cell)
         pixel, refs = self.reference_model(exp)
         val = self.transcoded(exp, "val", cell.codec_label, cell.quality)
-        lat, _ = self.latents(exp, "val", cell.codec_label, cell.quality, list(variant.inputs))
+        codec = self._codec(exp, cell.codec_label).codec
+        if variant.joint is not None:
+            net, codec, info = self.joint_model(cell)
+            originals = self.originals(exp, "val")
+            info["bpp_before_finetuning"] = val.summary()["bpp"]
+            val = transcode_set(f"joint-{cell.key}", codec, OperatingPoint(cell.quality), originals.images, None)
+            lat, _ = latent_set(codec.latents(val.streams), list(variant.inputs))
+        else:
+            net, info = self.latent_model(cell)
+            lat, _ = self.latents(exp, "val", cell.codec_label, cell.quality, list(variant.inputs))
         metrics = evaluate_latent(exp.task.name, net, lat, refs, self.device)
         # the same network costs the same with or without knowledge transfer: measured once
         arch = (exp.index, cell.codec_label, cell.quality, variant.arch, tuple(variant.inputs), variant.drop_stages)
         if arch not in self._costs:
-            codec = self._codec(exp, cell.codec_label).codec
             self._costs[arch] = cost_record(exp.task.name, codec, cell.quality, val.streams[:COST_IMAGES], pixel,
                                             exp.model, net, list(variant.inputs), self.device)
         cost = self._costs[arch]

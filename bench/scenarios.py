@@ -107,6 +107,12 @@ class CompressedDomainScenario(Scenario):
             seen.add(v.display())
             if (why := unsupported_model(exp.task.name, exp.model, v.arch)) is not None:
                 out.append(f"compressed_domain.variants[{j}]: {why}")
+            if v.joint is not None:
+                from bench.domain.joint import joint_unsupported
+
+                for rc in exp.latent_codecs():
+                    if (why := joint_unsupported(rc.codec)) is not None:
+                        out.append(f"compressed_domain.variants[{j}].joint ({rc.label}): {why}")
         return out
 
     def run(self, bench: Workbench, cell: Cell) -> CellResult:

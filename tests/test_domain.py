@@ -238,11 +238,15 @@ def domain_grid() -> dict:
         "train": {"epochs": 1, "batch_size": 16, "lr": 0.003},
         "variants": [{"arch": "aa"}, {"arch": "aa", "transfer": {"strides": [4, 8]}}],
     }
+    joint = {"task": "classification", "dataset": exp["dataset"], "model": {"name": "tiny-resnet"},
+             "scenarios": ["D"], "codecs": ["hyperprior"], "train": exp["train"],
+             "compressed_domain": {"train": {"epochs": 1, "batch_size": 16, "lr": 0.001}, "qualities": [1],
+                                   "variants": [{"arch": "aa", "joint": {"task_weight": 1.0}}]}}
     seg = {"task": "segmentation", "dataset": {"name": "shapes", "n_train": 48, "n_val": 24, "size": 40},
            "model": {"name": "tiny-fcn"}, "scenarios": ["A", "D"], "codecs": ["hyperprior"],
            "train": {"epochs": 1, "batch_size": 16, "lr": 0.003},
            "compressed_domain": {"train": {"epochs": 1, "batch_size": 16, "lr": 0.003}, "qualities": [3]}}
-    grid["experiments"].append(seg)
+    grid["experiments"] += [seg, joint]
     return grid
 
 
@@ -254,7 +258,8 @@ def test_scenario_d_in_a_run(tmp_path: Path) -> None:
     top1 = lb[lb.metric == "top1"]
     d = top1[top1.scenario.str.startswith("D")].set_index(["scenario", "quality"])
     # one D row per variant and operating point of the latent codec; none for jpeg
-    assert set(d.index) == {(v, q) for v in ("D:aa", "D:aa+kt") for q in (1, 3)}
+    assert set(d.index) == {(v, q) for v in ("D:aa", "D:aa+kt") for q in (1, 3)} | {("D:aa+joint", 1)}
+    d = d.drop(index=("D:aa+joint", 1))
     assert set(d.codec) == {"hyperprior"}
     b = top1[(top1.scenario == "B") & (top1.codec == "hyperprior")].set_index("quality")
     for (_, q), row in d.iterrows():  # D reads the same bitstreams as B: same rate
@@ -263,7 +268,7 @@ def test_scenario_d_in_a_run(tmp_path: Path) -> None:
     assert set(seg.scenario) == {"A", "D:aa"}  # 40×40 images: the 3×3 latent grid is cropped back
     assert seg[seg.scenario == "D:aa"].quality.tolist() == [3]  # compressed_domain.qualities
     costs = pd.read_csv(folder / "costs.csv")
-    assert len(costs) == 5 and (costs.params_compressed < costs.params_decode_infer).all()
+    assert len(costs) == 6 and (costs.params_compressed < costs.params_decode_infer).all()
     assert (costs.gflops_compressed < costs.gflops_decode_infer).all() and (costs.ms_compressed > 0).all()
     store = Store(folder / "results.sqlite")
     try:
@@ -274,6 +279,17 @@ def test_scenario_d_in_a_run(tmp_path: Path) -> None:
     assert info["trained"] and len(info["transfer_distance_per_epoch"]) == 1
     assert set(info["transfer_layers"]) == {"stages.1", "stages"}
     assert (folder / "plots" / "rate_accuracy_classification_tiny-resnet_shapes.png").is_file()
+    # joint encoder finetuning: the val images are coded again by the finetuned encoder, and
+    # the row's rate is that of the new bitstreams (the decoder is unchanged)
+    [jrow] = top1[top1.scenario == "D:aa+joint"].itertuples()
+    assert jrow.rate_source == "bitstream" and jrow.bpp != pytest.approx(b.loc[1, "bpp"])
+    store = Store(folder / "results.sqlite")
+    try:
+        [jcell] = [r for r in store.cells() if r["scenario"] == "D:aa+joint"]
+    finally:
+        store.close()
+    jinfo = jcell["record"]["compressed_domain"]
+    assert jinfo["bpp_before_finetuning"] == pytest.approx(b.loc[1, "bpp"]) and len(jinfo["bpp_per_epoch"]) == 1
     # a second run finds every cell done
     assert bench("run", "--grid", grid, "--out", tmp_path / "out", "--quiet") == 0
     store = Store(folder / "results.sqlite")
@@ -295,6 +311,9 @@ def test_scenario_d_in_a_run(tmp_path: Path) -> None:
     (lambda g: g["experiments"][0]["compressed_domain"]["variants"][1]["transfer"].update(weights=[1.0]),
      "1 weights for 2 strides"),
     (lambda g: g["experiments"][0]["scenarios"].remove("D"), "compressed_domain is set but scenarios has no D"),
+    (lambda g: g["codecs"].append({"codec": "gmm-hyperprior", "weights": "embedded", "qualities": [1]})
+     or g["experiments"][2].update(codecs=["hyperprior", "gmm-hyperprior"]),
+     "compressed_domain.variants[0].joint (gmm-hyperprior): joint finetuning is built for scale and mean-scale hyperpriors"),
     (lambda g: g["experiments"][0]["compressed_domain"].update(qualities=[2]),
      "compressed_domain.qualities[0]: no latent codec of this experiment has quality 2 (they have 1, 3)"),
 ])

@@ -671,6 +671,10 @@ class CompressAICodec(Codec):
                 out[i] = _to_uint8(x_hat[k], h.height, h.width)
         return out
 
+    def compression_model(self, quality: int) -> CompressionModel:
+        """The CompressAI model at ``quality`` (shared: copy it before changing it)."""
+        return self._model(quality)[0]
+
     def synthesis(self, quality: int) -> torch.nn.Module:
         """The synthesis transform g_s at ``quality`` (the decoder network a compressed-domain
         model skips)."""
