@@ -1,11 +1,14 @@
-"""Shared fixtures: the Kodak images that sit beside the repository in ../shared/data/kodak."""
+"""Shared fixtures: the Kodak images that sit beside the repository in ../shared/data/kodak,
+and torch on one thread."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench.images import load_image
 
@@ -32,3 +35,12 @@ def kodak_images(kodak_dir: Path) -> list[np.ndarray]:
 def kodak_crop(kodak_images: list[np.ndarray]) -> np.ndarray:
     """A 192x256 crop of kodim23 (parrots: edges and flat areas) for fast codec tests."""
     return np.ascontiguousarray(kodak_images[22][100:292, 200:456])
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread for a module's tests (``pytest.mark.usefixtures``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -5,7 +5,6 @@ and the finetuned encoder makes real streams whose latents are what training saw
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,13 +32,8 @@ SCHEDULE = Schedule(epochs=4, batch_size=8, lr=2e-3)
 BIG, TINY = 50.0, 1e-3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # two OpenMP threads on two shared cores wait on each other for every small conv
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: Two OpenMP threads on two shared cores wait on each other for every small convolution.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import urllib.error
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,8 @@ EMBEDDED = {"bmshj2018-hyperprior": "hyperprior", "mbt2018-mean": "mean-scale", 
 Q = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # Two OpenMP threads on two shared cores wait on each other for every small conv.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: Two OpenMP threads on two shared cores wait on each other for every small convolution.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(arch: str, seed: int = 0) -> cm.CompressionModel:

@@ -26,8 +26,16 @@ def test_default_grid_is_valid() -> None:
     scenarios = {(c.task, c.model, c.scenario) for c in plan.cells}
     for task, model in [("classification", "tiny-resnet"), ("detection", "tiny-centernet"),
                         ("segmentation", "tiny-fcn")]:
-        assert {(task, model, s) for s in "ABC"} <= scenarios
+        assert {(task, model, s) for s in "ABCD"} <= scenarios
     assert ("classification", "efficientnet-lite0", "B") in scenarios
+    # scenario D on every task with and without knowledge transfer, on an embedded codec
+    d = {(c.task, c.variant, c.codec_label) for c in plan.cells if c.scenario == "D"}
+    for task in ("classification", "detection", "segmentation"):
+        assert {(task, "aa", "hyperprior"), (task, "aa+kt", "hyperprior")} <= d
+    # every codec is evaluated (B) on every embedded task
+    b = {(c.task, c.codec_label) for c in plan.cells if c.scenario == "B" and c.dataset.startswith("shapes")}
+    assert b == {(t, c) for t in ("classification", "detection", "segmentation")
+                 for c in ("jpeg", "webp", "avif", "heic", "hyperprior", "mean-scale", "gmm")}
     # the embedded neural codecs sit next to the traditional ones, three rates each
     neural = {c.label: c.codec.kind for exp in plan.experiments for c in exp.codecs}
     assert {k for k, v in neural.items() if v == "neural"} == {"hyperprior", "mean-scale", "gmm"}
