@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "rebuild leaderboard.csv of a run from its results store (nothing is recomputed)"
+HELP = "rebuild leaderboard.csv (and scenario D's costs.csv) of a run from its results store (nothing is recomputed)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -11,7 +11,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.report import write_leaderboard
+    from bench.report import write_costs, write_leaderboard
 
     print(write_leaderboard(args.run))
+    if (costs := write_costs(args.run)) is not None:
+        print(costs)
     return 0
