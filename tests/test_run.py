@@ -110,12 +110,17 @@ def test_plot_and_leaderboard_rebuild_from_the_store(first_run, capsys: pytest.C
     folder = tmp / "out" / "tiny"
     before = (folder / "leaderboard.csv").read_text()
     (folder / "leaderboard.csv").unlink()
-    for png in (folder / "plots").glob("*.png"):
-        png.unlink()
+    for plot in (folder / "plots").iterdir():
+        plot.unlink()
     assert bench("leaderboard", folder) == 0
     assert bench("plot", folder) == 0
     assert (folder / "leaderboard.csv").read_text() == before
-    assert len(list((folder / "plots").glob("*.png"))) == 2
+    pngs = sorted(p.name for p in (folder / "plots").glob("*.png"))
+    assert pngs == ["accuracy_psnr_classification_tiny-resnet_shapes.png",
+                    "rate_accuracy_classification_tiny-resnet_shapes.png", "rate_psnr_shapes.png"]
+    for png in pngs:  # each plot also as SVG
+        svg = (folder / "plots" / png).with_suffix(".svg").read_text()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg
 
 
 def test_a_failing_cell_keeps_finished_cells_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

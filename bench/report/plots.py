@@ -1,4 +1,4 @@
-"""Rate–accuracy and rate–PSNR plots (matplotlib, PNG).
+"""Rate–accuracy, rate–PSNR and accuracy–PSNR plots (matplotlib, PNG and SVG).
 
 Rate–accuracy follows the reference study's Figure 3: scenario A as a horizontal line,
 B dashed, C solid, D (compressed-domain models, one curve per variant) dotted with other
@@ -43,11 +43,13 @@ def _rate_style(g: pd.DataFrame) -> tuple[str, dict[str, Any]]:
 
 
 def _save(fig: Any, path: Path) -> Path:
+    """``path`` (PNG) and the same figure as SVG beside it, each written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    for target in (path, path.with_suffix(".svg")):
+        tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        tmp.replace(target)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
@@ -94,10 +96,36 @@ def rate_psnr(df: pd.DataFrame, dataset: str, out: Path) -> Path:
     return _save(fig, out / f"rate_psnr_{_slug(dataset)}.png")
 
 
+def accuracy_psnr(df: pd.DataFrame, task: str, model: str, dataset: str, out: Path) -> Path | None:
+    """The task's primary metric against PSNR (Deng & Karam 2021, Figure 3): how much pixel
+    fidelity a task needs, per codec and scenario; A as a horizontal line."""
+    sub = df[(df.task == task) & (df.model == model) & (df.dataset == dataset)]
+    metric = next((m for m in dict.fromkeys(sub.metric) if sub[sub.metric == m].value.notna().any()), None)
+    m = sub[(sub.metric == metric) & sub.psnr.notna()] if metric else sub.iloc[:0]
+    if m.empty:
+        return None
+    colours = _colours([c for c in sub.codec.unique() if c != "none"])
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for _, a in sub[(sub.metric == metric) & (sub.scenario == "A")].iterrows():
+        ax.axhline(a.value, color="black", lw=1.2, label="A (original)")
+    for (scenario, codec), g in m[m.scenario != "A"].groupby(["scenario", "codec"]):
+        g = g.sort_values("psnr")
+        ax.plot(g.psnr, g.value, STYLE.get(scenario[0], "-."), marker="o", ms=4, color=colours[codec],
+                label=f"{codec} {scenario}")
+    ax.set_xlabel("PSNR (dB, mean of per-image PSNR)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{task} · {model} · {dataset}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, out / f"accuracy_psnr_{_slug(task, model, dataset)}.png")
+
+
 def plot_all(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     df = leaderboard_frame(rows)
     if df.empty:
         return []
     paths = [rate_accuracy(df, *key, out) for key in df[["task", "model", "dataset"]].drop_duplicates().itertuples(index=False)]
     paths += [rate_psnr(df, d, out) for d in df[df.scenario == "B"].dataset.unique()]
+    paths += [p for key in df[["task", "model", "dataset"]].drop_duplicates().itertuples(index=False)
+              if (p := accuracy_psnr(df, *key, out)) is not None]
     return paths
