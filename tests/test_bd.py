@@ -40,3 +40,25 @@ def test_warnings_for_small_overlap_and_non_monotonic_curves() -> None:
     r = bd_metric([0.1, 0.2, 0.4, 0.8], [0.5, 0.7, 0.6, 0.8], [0.1, 0.2, 0.4, 0.8], [0.6, 0.7, 0.8, 0.9])
     assert any("not monotonic" in w for w in r.warnings)
     assert np.isnan(bd_rate([0.1, 0.2], [20, 21], [0.1, 0.2], [30, 31]).value)
+
+
+def test_per_item_deltas_are_averaged() -> None:
+    from bench.metrics.bd import bd_per_item
+
+    rate = [0.1, 0.2, 0.4, 0.8]
+    psnr = [28.0, 30.0, 32.0, 34.0]
+    halved = ([r / 2 for r in rate], psnr)
+    # item 1: the test codec needs half the rate (-50 %); item 2: the same curve (0 %)
+    got = bd_per_item(bd_rate, [(rate, psnr), (rate, psnr)], [halved, (rate, psnr)])
+    assert got.value == pytest.approx(-25.0, abs=1e-9) and got.overlap == pytest.approx(1.0)
+    # each item agrees with the bjontegaard package; the mean of theirs is ours
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = np.mean([bjontegaard.bd_rate(*ANCHOR, *TEST, method="pchip"),
+                       bjontegaard.bd_rate(*TEST, *ANCHOR, method="pchip")])
+    assert bd_per_item(bd_rate, [ANCHOR, TEST], [TEST, ANCHOR]).value == pytest.approx(ref, abs=0.05)
+    # an item without overlap is left out of the mean and counted in the warnings
+    apart = bd_per_item(bd_metric, [(rate, psnr), (rate, psnr)], [halved, ([10, 20], [50, 51])])
+    assert apart.value == pytest.approx(2.0) and any("1 of 2 items have no delta" in w for w in apart.warnings)
+    with pytest.raises(ValueError, match="same, non-zero number of items"):
+        bd_per_item(bd_rate, [ANCHOR], [])

@@ -7,7 +7,7 @@ selectable), log10 of the rate, integrate over the overlapping interval only.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -94,3 +94,27 @@ def bd_metric(anchor_rate: Sequence[float], anchor_metric: Sequence[float], test
     ra, ma, na = _curve(anchor_rate, anchor_metric, "anchor")
     rt, mt, nt = _curve(test_rate, test_metric, "test")
     return _delta(np.log10(ra), ma, np.log10(rt), mt, method, na + nt)
+
+
+Curve = tuple[Sequence[float], Sequence[float]]
+
+
+def bd_per_item(delta: Callable[..., BDResult], anchor: Sequence[Curve], test: Sequence[Curve],
+                method: Method = "pchip") -> BDResult:
+    """A Bjøntegaard delta per item (an image's or a class's own rate–metric curves),
+    averaged: the mean of the items' finite deltas, the mean overlap, and the items'
+    warnings counted. ``delta`` is :func:`bd_rate` or :func:`bd_metric`."""
+    if len(anchor) != len(test) or not anchor:
+        raise ValueError(f"per-item deltas need the same, non-zero number of items ({len(anchor)} and {len(test)})")
+    results = [delta(*a, *t, method=method) for a, t in zip(anchor, test)]
+    finite = [r.value for r in results if math.isfinite(r.value)]
+    notes: dict[str, int] = {}
+    for r in results:
+        for w in r.warnings:
+            key = w.split(" over ")[0] if "overlap" in w else w
+            notes[key] = notes.get(key, 0) + 1
+    warnings = [f"{n} of {len(results)} items: {w}" for w, n in notes.items()]
+    if len(finite) < len(results):
+        warnings.append(f"{len(results) - len(finite)} of {len(results)} items have no delta (no overlap)")
+    value = float(np.mean(finite)) if finite else math.nan
+    return BDResult(value, float(np.mean([r.overlap for r in results])), tuple(warnings))
