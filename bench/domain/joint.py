@@ -43,7 +43,7 @@ from bench.codecs.neural import CompressAICodec, _padded, _to_tensor
 from bench.config import Schedule
 from bench.datasets.base import ImageSet
 from bench.domain.adapt import LATENT_STRIDE
-from bench.domain.train import _TASKS, LatentSet, _grid_image
+from bench.domain.train import _TASKS, LatentSet, _grid_image, latent_grid
 from bench.errors import BenchError
 from bench.tasks.base import optimizer_for
 
@@ -92,10 +92,6 @@ def _ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def _grid(size: tuple[int, int]) -> tuple[int, int]:
-    return -(-size[0] // LATENT_STRIDE), -(-size[1] // LATENT_STRIDE)
-
-
 def joint_forward(model: nn.Module, prior: str, x: torch.Tensor, inputs: Sequence[str],
                   training: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The latent parts named in ``inputs`` (uncropped, ``(B, C, Hp/16, Wp/16)`` each) and
@@ -135,7 +131,7 @@ def _encode_batch(model: nn.Module, prior: str, images: Sequence[np.ndarray], id
         pics = []
         for k in ks:
             image = images[idx[k]]
-            gh, gw = _grid(image.shape[:2])
+            gh, gw = latent_grid(image.shape[:2])
             if flips[k]:
                 image = _grid_image(image, (gh * LATENT_STRIDE, gw * LATENT_STRIDE), True)
             pics.append(_to_tensor(image, hp, wp))
@@ -149,7 +145,7 @@ def _encode_batch(model: nn.Module, prior: str, images: Sequence[np.ndarray], id
             parts, bits = joint_forward(model, prior, x, inputs, training)
         total = total + bits.sum()
         for row, k in enumerate(ks):
-            gh, gw = _grid(images[idx[k]].shape[:2])
+            gh, gw = latent_grid(images[idx[k]].shape[:2])
             latents[idx[k]] = torch.cat([parts[name][row, :, :gh, :gw].float() for name in inputs])
     return latents, total
 

@@ -32,6 +32,11 @@ from bench.tasks.segmentation import MaskReferences, mask_references
 EVAL_BATCH = 64
 
 
+def latent_grid(size: tuple[int, int]) -> tuple[int, int]:
+    """The latent positions that cover an ``(H, W)`` image: ``ceil(H/16) × ceil(W/16)``."""
+    return -(-size[0] // LATENT_STRIDE), -(-size[1] // LATENT_STRIDE)
+
+
 @dataclass
 class LatentSet:
     """Per-image latents ``(C, h, w)`` (the grid cells that cover the image) and the
@@ -42,6 +47,11 @@ class LatentSet:
 
     def __len__(self) -> int:
         return len(self.latents)
+
+    def grid_pixels(self, i: int) -> tuple[int, int]:
+        """Item ``i``'s latent grid in image pixels (its size rounded up to 16)."""
+        h, w = self.latents[i].shape[-2:]
+        return h * LATENT_STRIDE, w * LATENT_STRIDE
 
     @property
     def channels(self) -> int:
@@ -112,7 +122,7 @@ class _Detection:
         for i, flip in zip(idx, flips):
             boxes, labels = self.targets[i]
             if flip:  # mirrored about the latent grid's width, which is what was flipped
-                width = lat.latents[i].shape[-1] * LATENT_STRIDE
+                width = lat.grid_pixels(i)[1]
                 boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
             targets.append({"boxes": boxes.to(device), "labels": labels.to(device)})
         return sum(net(x, [lat.sizes[i] for i in idx], targets).values())
@@ -127,7 +137,7 @@ class _Segmentation:
         h, w = x.shape[-2] * LATENT_STRIDE, x.shape[-1] * LATENT_STRIDE
         y = torch.full((len(idx), h, w), -100, dtype=torch.long)
         for k, (i, flip) in enumerate(zip(idx, flips)):
-            grid = (lat.latents[i].shape[-2] * LATENT_STRIDE, lat.latents[i].shape[-1] * LATENT_STRIDE)
+            grid = lat.grid_pixels(i)
             m = torch.full(grid, -100, dtype=torch.long)
             mask = torch.from_numpy(np.asarray(self.refs.masks[i]).astype(np.int64))
             mask[mask == self.refs.ignore_index] = -100
@@ -161,8 +171,7 @@ def train_latent(task: str, net: nn.Module, lat: LatentSet, data: ImageSet, sche
             if transfer is None:
                 loss = ops.loss(net, x, lat, idx, flips, device)
             else:
-                grids = [(lat.latents[j].shape[-2] * LATENT_STRIDE, lat.latents[j].shape[-1] * LATENT_STRIDE)
-                         for j in idx]
+                grids = [lat.grid_pixels(j) for j in idx]
                 teacher = _teacher_features(transfer, idx, flips, grids, device)
                 with FeatureRecorder(net, student_layers) as student:
                     loss = ops.loss(net, x, lat, idx, flips, device)
@@ -218,7 +227,7 @@ def latent_set(latents: Sequence[Any], inputs: Sequence[str]) -> tuple[LatentSet
     count."""
     tensors, sizes, splits = [], [], None
     for lat in latents:
-        h, w = -(-lat.size[0] // LATENT_STRIDE), -(-lat.size[1] // LATENT_STRIDE)
+        h, w = latent_grid(lat.size)
         parts = []
         for name in inputs:
             t = getattr(lat, name)

@@ -53,30 +53,38 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _task_metrics(sub: pd.DataFrame) -> list[str]:
+    """The task's metrics in its own order (the primary one first), less those undefined
+    everywhere (COCO's APl on 64×64 images), which get no panel."""
+    return [m for m in dict.fromkeys(sub.metric) if sub[sub.metric == m].value.notna().any()]
+
+
+def _scenario_panel(ax: Any, m: pd.DataFrame, x: str, colours: dict[str, Any], title: str) -> None:
+    """One metric against ``x`` (bpp or psnr): A a horizontal line, one curve per scenario
+    and codec, styled by scenario (D variants told apart by marker)."""
+    for _, a in m[m.scenario == "A"].iterrows():
+        ax.axhline(a.value, color="black", lw=1.2, label="A (original)")
+    variants = sorted(v for v in m.scenario.unique() if v.startswith("D"))
+    markers = {v: D_MARKERS[i % len(D_MARKERS)] for i, v in enumerate(variants)}
+    for (scenario, codec), g in m[(m.scenario != "A") & m[x].notna()].groupby(["scenario", "codec"]):
+        g = g.sort_values(x)
+        suffix, style = _rate_style(g) if x == "bpp" else ("", {})
+        ax.plot(g[x], g.value, STYLE.get(scenario[0], "-."), marker=markers.get(scenario, "o"), ms=4,
+                color=colours[codec], label=f"{codec} {scenario}{suffix}", **style)
+    ax.set_xlabel("bpp (mean of per-image bpp)" if x == "bpp" else "PSNR (dB, mean of per-image PSNR)")
+    ax.set_ylabel(m.metric.iloc[0])
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+
+
 def rate_accuracy(df: pd.DataFrame, task: str, model: str, dataset: str, out: Path) -> Path:
     sub = df[(df.task == task) & (df.model == model) & (df.dataset == dataset)]
-    # the task's own metric order (the primary one first); metrics undefined everywhere
-    # (COCO's APl on 64×64 images) get no empty panel
-    metrics = [m for m in dict.fromkeys(sub.metric) if sub[sub.metric == m].value.notna().any()]
+    metrics = _task_metrics(sub)
     colours = _colours([c for c in sub.codec.unique() if c != "none"])
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        m = sub[sub.metric == metric]
-        for _, a in m[m.scenario == "A"].iterrows():
-            ax.axhline(a.value, color="black", lw=1.2, label="A (original)")
-        variants = sorted(v for v in m.scenario.unique() if v.startswith("D"))
-        markers = {v: D_MARKERS[i % len(D_MARKERS)] for i, v in enumerate(variants)}
-        for (scenario, codec), g in m[m.scenario != "A"].groupby(["scenario", "codec"]):
-            g = g.sort_values("bpp")
-            suffix, style = _rate_style(g)
-            ax.plot(g.bpp, g.value, STYLE.get(scenario[0], "-."), marker=markers.get(scenario, "o"), ms=4,
-                    color=colours[codec],
-                    label=f"{codec} {scenario}{suffix}", **style)
-        ax.set_xlabel("bpp (mean of per-image bpp)")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{task} · {model} · {dataset}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        _scenario_panel(ax, sub[sub.metric == metric], "bpp", colours, f"{task} · {model} · {dataset}")
     return _save(fig, out / f"rate_accuracy_{_slug(task, model, dataset)}.png")
 
 
@@ -100,23 +108,12 @@ def accuracy_psnr(df: pd.DataFrame, task: str, model: str, dataset: str, out: Pa
     """The task's primary metric against PSNR (Deng & Karam 2021, Figure 3): how much pixel
     fidelity a task needs, per codec and scenario; A as a horizontal line."""
     sub = df[(df.task == task) & (df.model == model) & (df.dataset == dataset)]
-    metric = next((m for m in dict.fromkeys(sub.metric) if sub[sub.metric == m].value.notna().any()), None)
-    m = sub[(sub.metric == metric) & sub.psnr.notna()] if metric else sub.iloc[:0]
-    if m.empty:
+    metrics = _task_metrics(sub)
+    if not metrics or sub[sub.metric == metrics[0]].psnr.isna().all():
         return None
-    colours = _colours([c for c in sub.codec.unique() if c != "none"])
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    for _, a in sub[(sub.metric == metric) & (sub.scenario == "A")].iterrows():
-        ax.axhline(a.value, color="black", lw=1.2, label="A (original)")
-    for (scenario, codec), g in m[m.scenario != "A"].groupby(["scenario", "codec"]):
-        g = g.sort_values("psnr")
-        ax.plot(g.psnr, g.value, STYLE.get(scenario[0], "-."), marker="o", ms=4, color=colours[codec],
-                label=f"{codec} {scenario}")
-    ax.set_xlabel("PSNR (dB, mean of per-image PSNR)")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{task} · {model} · {dataset}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    colours = _colours([c for c in sub.codec.unique() if c != "none"])
+    _scenario_panel(ax, sub[sub.metric == metrics[0]], "psnr", colours, f"{task} · {model} · {dataset}")
     return _save(fig, out / f"accuracy_psnr_{_slug(task, model, dataset)}.png")
 
 
