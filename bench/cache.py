@@ -38,6 +38,8 @@ class Transcoded:
     #: estimate when ``rate_source`` is ``"estimate"`` (its ``entropy_estimation`` option).
     bits: np.ndarray
     rate_source: str = "bitstream"
+    #: Per-image quality, when each image was coded at its own (a per-image target).
+    qualities: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.decoded)
@@ -108,6 +110,7 @@ class Cache:
                 "psnr": t.psnr.tolist(), "ms_ssim": [None if np.isnan(v) else v for v in t.ms_ssim.tolist()],
                 "encode_s": t.encode_s.tolist(), "decode_s": t.decode_s.tolist(),
                 "bits": t.bits.tolist(), "rate_source": t.rate_source,
+                "qualities": t.qualities.tolist() if t.qualities is not None else None,
             }
             (tmp / "meta.json").write_text(json.dumps(meta))
         except BaseException:
@@ -130,7 +133,26 @@ class Cache:
             ms_ssim=np.asarray([np.nan if v is None else v for v in meta["ms_ssim"]], dtype=np.float64),
             encode_s=np.asarray(meta["encode_s"]), decode_s=np.asarray(meta["decode_s"]),
             bits=np.asarray(meta["bits"], dtype=np.float64), rate_source=meta["rate_source"],
+            qualities=np.asarray(meta["qualities"], dtype=np.int64) if meta.get("qualities") is not None else None,
         )
+
+    # -- rate-control choices -----------------------------------------------------------
+    def _choice_path(self, key: str) -> Path:
+        return self.root / "ratecontrol" / f"{key}.json"
+
+    def get_choice(self, key: str) -> dict[str, Any] | None:
+        path = self._choice_path(key)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def put_choice(self, key: str, choice: dict[str, Any]) -> None:
+        path = self._choice_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            tmp.write_text(json.dumps(choice))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     # -- trained weights ----------------------------------------------------------------
     def _model_path(self, key: str) -> Path:

@@ -29,7 +29,11 @@ class WithParams(BaseModel):
 
 class CodecEntry(WithParams):
     codec: str
-    qualities: list[int] = Field(min_length=1)
+    #: Operating points at the codec's own quality settings.
+    qualities: list[int] = Field(default_factory=list)
+    #: Operating points at target bitrates (bpp), the quality searched per image or per
+    #: dataset (``rate_control``); the grid's ``targets_bpp`` when omitted.
+    targets_bpp: list[float] | None = None
     #: Name in tables and plots; defaults to the codec name (must be unique in a grid).
     label: str | None = None
 
@@ -112,6 +116,8 @@ class CompressedDomain(Strict):
     #: Of those codecs' qualities, the ones D models are trained at (one model per
     #: operating point and variant); all of them when omitted.
     qualities: list[int] | None = Field(default=None, min_length=1)
+    #: Likewise of their target bitrates (with ``rate_control.mode: dataset``).
+    targets_bpp: list[float] | None = Field(default=None, min_length=1)
     variants: list[DomainVariant] = Field(default_factory=lambda: [DomainVariant()], min_length=1)
 
 
@@ -131,10 +137,36 @@ class Experiment(Strict):
     seed: int | None = None
 
 
+class RateControl(Strict):
+    """How a target bitrate becomes a quality setting (``bench.ratecontrol``)."""
+
+    #: ``dataset``: one quality for the whole set, its mean bpp closest to the target
+    #: (searched on the evaluated split; the train split uses the same quality).
+    #: ``image``: every image its own quality, its bpp closest to the target.
+    mode: Literal["dataset", "image"] = "dataset"
+    #: Relative distance to the target within which a setting counts as reaching it; the
+    #: closest setting within it is chosen, else the closest of all (flagged in the row).
+    tolerance: float = Field(default=0.1, gt=0, lt=1)
+
+
+class Analysis(Strict):
+    """How the leaderboard compares codecs (``bench.report.ranking``)."""
+
+    #: The codec (label) every Bjøntegaard delta is taken against; the grid's first codec
+    #: when omitted.
+    anchor: str | None = None
+    #: Interpolation of the rate–metric curves (JVET's convention: pchip).
+    interpolation: Literal["pchip", "akima", "cubic"] = "pchip"
+
+
 class Grid(Strict):
     name: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     seed: int = 0
     codecs: list[CodecEntry] = Field(min_length=1)
+    #: Target bitrates (bpp) for every codec that does not list its own.
+    targets_bpp: list[float] | None = None
+    rate_control: RateControl = Field(default_factory=RateControl)
+    analysis: Analysis = Field(default_factory=Analysis)
     experiments: list[Experiment] = Field(min_length=1)
 
 
@@ -179,14 +211,36 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], prefix
     return problems
 
 
+def _operating_point_problems(raw: dict[str, Any]) -> list[str]:
+    """Codecs with neither qualities nor targets (a misspelt key lands among a codec's
+    plugin parameters, so it is named here, with the key it was probably meant to be)."""
+    codecs = raw.get("codecs")
+    if not isinstance(codecs, list) or raw.get("targets_bpp"):
+        return []
+    out = []
+    for i, entry in enumerate(codecs):
+        if not isinstance(entry, dict) or entry.get("qualities") or entry.get("targets_bpp"):
+            continue
+        for key in entry:
+            if (hint := did_you_mean(str(key), ["qualities", "targets_bpp"])):
+                out.append(f"codecs[{i}].{key}: unknown key.{hint}")
+        out.append(f"codecs[{i}]: no operating points: give qualities or targets_bpp (here, or targets_bpp "
+                   "for the whole grid)")
+    return out
+
+
 def parse_grid(raw: Any, source: str = "grid") -> Grid:
     """Structural validation of an already-parsed grid document."""
     if not isinstance(raw, dict):
         raise ConfigError([f"<top>: expected a mapping of keys, got {type(raw).__name__}"], source)
+    problems = _operating_point_problems(raw)
     try:
-        return Grid.model_validate(raw)
+        grid = Grid.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, Grid), source) from None
+        raise ConfigError(problems + format_validation_error(exc, Grid), source) from None
+    if problems:
+        raise ConfigError(problems, source)
+    return grid
 
 
 def load_grid(path: str | Path) -> Grid:

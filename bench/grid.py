@@ -14,6 +14,7 @@ from bench.config import CodecEntry, DomainVariant, Experiment, Grid, format_val
 from bench.datasets import DATASETS, Dataset
 from bench.errors import ConfigError, UnknownNameError
 from bench.models import MODELS, Model
+from bench.ratecontrol import MAX_TARGET, Target
 from bench.registry import Registry, did_you_mean
 from bench.scenarios import SCENARIOS, Scenario
 from bench.tasks import TASKS, Task
@@ -32,6 +33,12 @@ class ResolvedCodec:
     #: ``codec.identity()`` when the grid was resolved: every key of the run uses this one,
     #: and a transcode whose codec no longer matches it (weights replaced mid-run) fails.
     identity: dict[str, Any] = field(default_factory=dict)
+    #: Operating points given as target bitrates (the quality is searched at run time).
+    targets: list[Target] = field(default_factory=list)
+
+    def settings(self) -> list[int | Target]:
+        """Every operating point: the qualities, then the targets."""
+        return [p.quality for p in self.points] + list(self.targets)
 
 
 @dataclass
@@ -86,6 +93,13 @@ class Cell:
     key: str
     #: Scenario D: the compressed-domain variant's label.
     variant: str | None = None
+    #: An operating point given as a bitrate (``quality`` is then None: it is searched).
+    target: Target | None = None
+
+    @property
+    def setting(self) -> int | Target | None:
+        """The operating point as the grid gives it: a quality, a target, or None (A)."""
+        return self.target if self.target is not None else self.quality
 
     @property
     def scenario_label(self) -> str:
@@ -93,7 +107,7 @@ class Cell:
         return f"{self.scenario}:{self.variant}" if self.variant else self.scenario
 
     def describe(self) -> str:
-        op = f" {self.codec_label}@{self.quality}" if self.codec_label else ""
+        op = f" {self.codec_label}@{self.setting}" if self.codec_label else ""
         return f"{self.task}/{self.model}/{self.dataset} {self.scenario_label}{op} seed={self.seed}"
 
 
@@ -124,8 +138,26 @@ def _instantiate(cls: type, params: dict[str, Any], where: str, problems: list[s
         return None
 
 
-def _resolve_codec(i: int, entry: CodecEntry, problems: list[str]) -> ResolvedCodec | None:
+def _target_problems(where: str, values: list[float]) -> list[str]:
+    out = [f"{where}[{j}]: a target must be above 0 and at most {MAX_TARGET:g} bpp (got {t})"
+           for j, t in enumerate(values) if not 0 < t <= MAX_TARGET]
+    if len(set(values)) != len(values):
+        out.append(f"{where}: repeated values {values}")
+    return out
+
+
+def _targets(i: int, entry: CodecEntry, grid: Grid, problems: list[str]) -> list[Target]:
+    """The codec's operating points given as bitrates, checked."""
+    if entry.targets_bpp is not None:  # the grid's own are checked once, in resolve()
+        problems.extend(_target_problems(f"codecs[{i}].targets_bpp", entry.targets_bpp))
+    values = entry.targets_bpp if entry.targets_bpp is not None else (grid.targets_bpp or [])
+    rc = grid.rate_control
+    return [Target(float(t), rc.mode, rc.tolerance) for t in values]
+
+
+def _resolve_codec(i: int, entry: CodecEntry, grid: Grid, problems: list[str]) -> ResolvedCodec | None:
     where = f"codecs[{i}]"
+    targets = _targets(i, entry, grid, problems)
     cls = _lookup(CODECS, entry.codec, f"{where}.codec", problems)
     if cls is None:
         return None
@@ -144,7 +176,7 @@ def _resolve_codec(i: int, entry: CodecEntry, problems: list[str]) -> ResolvedCo
             if codec.check_quality(q) is None and (why := codec.unavailable_reason(q)) is not None:
                 problems.append(f"{where}.qualities[{j}] ({entry.codec} at {q}): unavailable: {why}")
     label = entry.label or entry.codec
-    return ResolvedCodec(label, codec, [OperatingPoint(q) for q in entry.qualities], codec.identity())
+    return ResolvedCodec(label, codec, [OperatingPoint(q) for q in entry.qualities], codec.identity(), targets)
 
 
 def _resolve_experiment(
@@ -204,11 +236,21 @@ def cells_of(exp: ResolvedExperiment) -> list[Cell]:
                               key=stable_hash(ident), **common))
             continue
         for rc in exp.codecs:
-            for point in rc.points:
-                key = stable_hash({**ident, "codec": rc.identity, "quality": point.quality})
-                cells.append(Cell(exp, scenario=scenario.name, codec_label=rc.label, quality=point.quality,
-                                  key=key, **common))
+            for setting in rc.settings():
+                cells.append(_cell(exp, ident, common, scenario.name, rc, setting))
     return cells
+
+
+def _cell(exp: ResolvedExperiment, ident: dict[str, Any], common: dict[str, Any], scenario: str,
+          rc: ResolvedCodec, setting: int | Target, variant: str | None = None) -> Cell:
+    """A cell at a codec's operating point: a quality (as before targets existed, so older
+    keys stay valid) or a target bitrate."""
+    if isinstance(setting, Target):
+        key = stable_hash({**ident, "codec": rc.identity, "target": setting.identity()})
+        return Cell(exp, scenario=scenario, codec_label=rc.label, quality=None, key=key, variant=variant,
+                    target=setting, **common)
+    key = stable_hash({**ident, "codec": rc.identity, "quality": setting})
+    return Cell(exp, scenario=scenario, codec_label=rc.label, quality=setting, key=key, variant=variant, **common)
 
 
 def has_latents(codec: Codec) -> bool:
@@ -224,26 +266,31 @@ def _domain_cells(exp: ResolvedExperiment, ident: dict[str, Any], common: dict[s
         vident = {**ident, "train_latent": cd.train.model_dump(),
                   "variant": variant.model_dump(exclude={"label"})}
         for rc in exp.latent_codecs():
-            for point in rc.points:
-                if cd.qualities is not None and point.quality not in cd.qualities:
+            for setting in rc.settings():
+                if isinstance(setting, Target):
+                    if cd.targets_bpp is not None and setting.bpp not in cd.targets_bpp:
+                        continue
+                elif cd.qualities is not None and setting not in cd.qualities:
                     continue
-                key = stable_hash({**vident, "codec": rc.identity, "quality": point.quality})
-                cells.append(Cell(exp, scenario="D", codec_label=rc.label, quality=point.quality, key=key,
-                                  variant=label, **common))
+                cells.append(_cell(exp, vident, common, "D", rc, setting, label))
     return cells
 
 
 def resolve(grid: Grid, source: str = "grid") -> Plan:
     """Resolve every name and parameter of ``grid``; a ``ConfigError`` with all problems."""
-    problems: list[str] = []
+    problems: list[str] = _target_problems("targets_bpp", grid.targets_bpp or [])
     codecs: dict[str, ResolvedCodec] = {}
     for i, entry in enumerate(grid.codecs):
-        rc = _resolve_codec(i, entry, problems)
+        rc = _resolve_codec(i, entry, grid, problems)
         label = entry.label or entry.codec
         if label in codecs or (rc is None and label in [e.label or e.codec for e in grid.codecs[:i]]):
             problems.append(f"codecs[{i}]: label {label!r} is used twice (set 'label:' to tell them apart)")
         elif rc is not None:
             codecs[label] = rc
+    anchor = grid.analysis.anchor
+    if anchor is not None and anchor not in [e.label or e.codec for e in grid.codecs]:
+        labels = [e.label or e.codec for e in grid.codecs]
+        problems.append(f"analysis.anchor: no codec labelled {anchor!r} in the grid.{did_you_mean(anchor, labels)}")
     experiments = []
     for i, entry in enumerate(grid.experiments):
         exp = _resolve_experiment(i, entry, grid, codecs, problems)

@@ -24,6 +24,24 @@ from bench.codecs.base import Codec, OperatingPoint
 
 #: Qualities scanned on each side of the bisection's bracket.
 NEIGHBOURHOOD = 2
+#: Highest target a grid may ask for (bpp): 24 is uncompressed RGB.
+MAX_TARGET = 24.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """An operating point given as a bitrate: the codec's quality is searched for it."""
+
+    bpp: float
+    #: ``dataset`` (one quality for the set) or ``image`` (a quality per image).
+    mode: str = "dataset"
+    tolerance: float = 0.1
+
+    def identity(self) -> dict[str, float | str]:
+        return {"bpp": self.bpp, "mode": self.mode, "tolerance": self.tolerance}
+
+    def __str__(self) -> str:
+        return f"{self.bpp:g}bpp"
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ from bench.errors import BenchError
 from bench.grid import CELL_SCHEMA, Cell, Plan, ResolvedExperiment, stable_hash
 from bench.progress import Progress
 from bench.provenance import provenance
+from bench.ratecontrol import RateChoice, Target, search_dataset, searchable_qualities
 from bench.store import Store
-from bench.transcode import PendingSet, make_pool, transcode_set
+from bench.transcode import PendingSet, make_pool, set_bpp, transcode_set
 
 
 #: Streams entropy-decoded per call when reading a split's latents.
@@ -90,8 +91,15 @@ def ensure_writable(folder: Path) -> None:
         raise BenchError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
 
 
-def transcode_key(images: ImageSet, codec_identity: dict[str, Any], quality: int) -> str:
-    return stable_hash({"schema": CELL_SCHEMA, "set": images.fingerprint, "codec": codec_identity, "quality": quality}, 32)
+def transcode_key(images: ImageSet, codec_identity: dict[str, Any], setting: int | Target) -> str:
+    """The cache key of a set at a quality, or at a per-image target bitrate."""
+    if isinstance(setting, Target):
+        return stable_hash({"schema": CELL_SCHEMA, "set": images.fingerprint, "codec": codec_identity,
+                            "target": setting.identity()}, 32)
+    return stable_hash({"schema": CELL_SCHEMA, "set": images.fingerprint, "codec": codec_identity, "quality": setting}, 32)
+
+
+Setting = int | Target
 
 
 class Workbench:
@@ -107,6 +115,7 @@ class Workbench:
         self._fresh: set[str] = set()  # transcodes made in this run (honours --force once)
         self._latents: dict[tuple[str, tuple[str, ...]], tuple[LatentSet, list[int]]] = {}
         self._costs: dict[tuple[Any, ...], dict[str, float]] = {}
+        self._choices: dict[str, dict[str, Any]] = {}
         for exp in plan.experiments:
             for rc in exp.codecs:
                 rc.codec.to(device)
@@ -129,26 +138,74 @@ class Workbench:
     def _codec(self, exp: ResolvedExperiment, label: str):
         return next(rc for rc in exp.codecs if rc.label == label)
 
-    def transcode_needed(self, exp: ResolvedExperiment, split: str, label: str, quality: int) -> str | None:
+    # -- rate control -----------------------------------------------------------------
+    def _ensure_pool(self) -> None:
+        if self._pool is None and self.workers > 1:
+            self._pool = make_pool(self.workers)
+
+    def choice(self, exp: ResolvedExperiment, label: str, target: Target) -> dict[str, Any]:
+        """A per-dataset target's quality: searched on the val split (the images the cells
+        report on), once per run and codec, and kept in the cache. The train split uses the
+        same quality (scenarios C and D train where they are tested)."""
+        rc = self._codec(exp, label)
+        val = self.originals(exp, "val")
+        key = stable_hash({"schema": CELL_SCHEMA, "set": val.fingerprint, "codec": rc.identity,
+                           "target": target.identity()}, 32)
+        if key not in self._choices:
+            cached = None if self.force else self.cache.get_choice(key)
+            if cached is None:
+                self._ensure_pool()
+                t0 = time.perf_counter()
+                found: RateChoice = search_dataset(lambda q: set_bpp(rc.codec, q, val.images, self._pool),
+                                                   searchable_qualities(rc.codec), target.bpp, target.tolerance,
+                                                   rc.codec.quality_descending)
+                cached = {"quality": found.quality, "bpp": found.bpp, "target": target.bpp,
+                          "within_tolerance": found.within_tolerance, "relative_error": found.relative_error,
+                          "tried": [list(t) for t in found.tried], "search_s": time.perf_counter() - t0}
+                self.cache.put_choice(key, cached)
+                self.progress.say(f"rate control: {label} at {target.bpp:g} bpp on {exp.dataset.label()} → quality "
+                                  f"{found.quality} ({found.bpp:.4f} bpp{'' if found.within_tolerance else ', outside the tolerance'}; "
+                                  f"{len(found.tried)} qualities tried)")
+            self._choices[key] = cached
+        return self._choices[key]
+
+    def setting(self, cell: Cell) -> Setting:
+        """What the cell's transcodes are keyed by: its quality, the quality a per-dataset
+        target resolved to, or a per-image target itself."""
+        if cell.target is None:
+            assert cell.quality is not None
+            return cell.quality
+        if cell.target.mode == "dataset":
+            assert cell.codec_label is not None
+            return int(self.choice(cell.exp, cell.codec_label, cell.target)["quality"])
+        return cell.target
+
+    def quality(self, cell: Cell) -> int:
+        """The cell's one quality setting (scenario D: a quality, or a per-dataset target's)."""
+        setting = self.setting(cell)
+        assert isinstance(setting, int), "a per-image target has no single quality"
+        return setting
+
+    def transcode_needed(self, exp: ResolvedExperiment, split: str, label: str, setting: Setting) -> str | None:
         """The transcode key if it must be computed in this run, else None."""
         rc = self._codec(exp, label)
-        key = transcode_key(self.originals(exp, split), rc.identity, quality)
+        key = transcode_key(self.originals(exp, split), rc.identity, setting)
         if key in self._fresh or (self.cache.has_transcode(key) and not self.force):
             return None
         return key
 
-    def make_transcodes(self, todo: list[tuple[ResolvedExperiment, str, str, int]], bar: Any) -> None:
+    def make_transcodes(self, todo: list[tuple[ResolvedExperiment, str, str, Setting]], bar: Any) -> None:
         """Transcode every listed set; the next set is queued before the current one is
         collected, so the worker pool never idles between sets."""
-        if self._pool is None and self.workers > 1:
-            self._pool = make_pool(self.workers)
+        self._ensure_pool()
         window: deque[tuple[PendingSet, ImageSet, dict[str, Any]]] = deque()
-        for exp, split, label, quality in todo:
+        for exp, split, label, setting in todo:
             rc = self._codec(exp, label)
             images = self.originals(exp, split)
-            key = transcode_key(images, rc.identity, quality)
-            point = next(p for p in rc.points if p.quality == quality)
-            info = {"codec": rc.identity, "quality": quality, "set": images.fingerprint,
+            key = transcode_key(images, rc.identity, setting)
+            point = setting if isinstance(setting, Target) else OperatingPoint(setting)
+            which = {"target": setting.identity()} if isinstance(setting, Target) else {"quality": setting}
+            info = {"codec": rc.identity, **which, "set": images.fingerprint,
                     "dataset": images.dataset, "split": split, "ids": images.ids}
             window.append((PendingSet(key, rc.codec, point, images.images, self._pool, rc.identity), images, info))
             if len(window) > 1:
@@ -163,8 +220,8 @@ class Workbench:
         self.counters.encodes += len(images)
         self.counters.transcodes += 1
 
-    def transcoded(self, exp: ResolvedExperiment, split: str, label: str, quality: int) -> Transcoded:
-        key = transcode_key(self.originals(exp, split), self._codec(exp, label).identity, quality)
+    def transcoded(self, exp: ResolvedExperiment, split: str, label: str, setting: Setting) -> Transcoded:
+        key = transcode_key(self.originals(exp, split), self._codec(exp, label).identity, setting)
         return self.cache.get_transcode(key)
 
     # -- models -----------------------------------------------------------------------
@@ -199,7 +256,7 @@ class Workbench:
         if self.cache.has_model(key) and not self.force:
             net.load_state_dict(self.cache.get_model(key))
         else:
-            train = self.transcoded(cell.exp, "train", cell.codec_label, cell.quality)
+            train = self.transcoded(cell.exp, "train", cell.codec_label, self.setting(cell))
             self._train(cell.exp, net, train.decoded, cell.exp.entry.finetune, key)
         return net.eval(), refs
 
@@ -222,9 +279,10 @@ class Workbench:
         train split's latents (or loaded from the cache), and what training recorded."""
         exp, variant = cell.exp, cell.exp.variant(cell.variant or "")
         cd = exp.entry.compressed_domain
-        assert cd is not None and cell.codec_label is not None and cell.quality is not None
+        assert cd is not None and cell.codec_label is not None
+        q = self.quality(cell)
         pixel, _ = self.reference_model(exp)
-        train, splits = self.latents(exp, "train", cell.codec_label, cell.quality, list(variant.inputs))
+        train, splits = self.latents(exp, "train", cell.codec_label, q, list(variant.inputs))
         torch.manual_seed(exp.seed)
         net = latent_network(exp.task.name, pixel, variant.arch, splits, variant.init, variant.drop_stages)
         net.to(self.device)
@@ -242,7 +300,7 @@ class Workbench:
         distances = train_latent(exp.task.name, net, train, self.originals(exp, "train"), cd.train, exp.seed,
                                  self.device, transfer)
         self.counters.trainings += 1
-        self.progress.say(f"trained {exp.model_label} D:{cell.variant} on {cell.codec_label}@{cell.quality} "
+        self.progress.say(f"trained {exp.model_label} D:{cell.variant} on {cell.codec_label}@{q} "
                           f"latents in {time.perf_counter() - t0:.1f} s")
         self.cache.put_model(key, {k: v.detach().cpu() for k, v in net.state_dict().items()})
         info: dict[str, Any] = {"trained": True, "train_s": time.perf_counter() - t0}
@@ -256,10 +314,11 @@ class Workbench:
         codec whose analysis transform was trained with it (or both from the cache)."""
         exp, variant = cell.exp, cell.exp.variant(cell.variant or "")
         cd = exp.entry.compressed_domain
-        assert cd is not None and variant.joint is not None and cell.codec_label is not None and cell.quality is not None
+        assert cd is not None and variant.joint is not None and cell.codec_label is not None
         codec = self._codec(exp, cell.codec_label).codec
+        q = self.quality(cell)
         pixel, _ = self.reference_model(exp)
-        model = copy.deepcopy(codec.compression_model(cell.quality)).cpu()
+        model = copy.deepcopy(codec.compression_model(q)).cpu()
         torch.manual_seed(exp.seed)
         net = latent_network(exp.task.name, pixel, variant.arch, [model.M] * len(variant.inputs), variant.init,
                              variant.drop_stages).to(self.device)
@@ -275,14 +334,14 @@ class Workbench:
             info = train_joint(exp.task.name, model.to(self.device), net, list(variant.inputs), train.images, train,
                                cd.train, variant.joint.task_weight, exp.seed, self.device)
             self.counters.trainings += 1
-            self.progress.say(f"trained {exp.model_label} D:{cell.variant} with the {cell.codec_label}@{cell.quality} "
+            self.progress.say(f"trained {exp.model_label} D:{cell.variant} with the {cell.codec_label}@{q} "
                               f"encoder in {time.perf_counter() - t0:.1f} s")
             state = {f"net.{k}": v.detach().cpu() for k, v in net.state_dict().items()}
             state.update({f"codec.{k}": v.detach().cpu() for k, v in model.state_dict().items()})
             self.cache.put_model(key, state)
             info = {"trained": True, "train_s": time.perf_counter() - t0, **info}
         model.update(force=True)
-        joint = type(codec).from_model(codec.name, model, cell.quality).to(self.device)
+        joint = type(codec).from_model(codec.name, model, q).to(self.device)
         return net.eval(), joint, info
 
     def compressed_domain_cell(self, cell: Cell) -> CellResult:
@@ -291,25 +350,26 @@ class Workbench:
         finetuning the val images are encoded again by the finetuned encoder, and the row's
         rate and fidelity are those of these new bitstreams."""
         exp = cell.exp
-        assert cell.codec_label is not None and cell.quality is not None
+        assert cell.codec_label is not None
         variant = exp.variant(cell.variant or "")
+        q = self.quality(cell)
         pixel, refs = self.reference_model(exp)
-        val = self.transcoded(exp, "val", cell.codec_label, cell.quality)
+        val = self.transcoded(exp, "val", cell.codec_label, q)
         codec = self._codec(exp, cell.codec_label).codec
         if variant.joint is not None:
             net, codec, info = self.joint_model(cell)
             originals = self.originals(exp, "val")
             info["bpp_before_finetuning"] = val.summary()["bpp"]
-            val = transcode_set(f"joint-{cell.key}", codec, OperatingPoint(cell.quality), originals.images, None)
+            val = transcode_set(f"joint-{cell.key}", codec, OperatingPoint(q), originals.images, None)
             lat, _ = latent_set(codec.latents(val.streams), list(variant.inputs))
         else:
             net, info = self.latent_model(cell)
-            lat, _ = self.latents(exp, "val", cell.codec_label, cell.quality, list(variant.inputs))
+            lat, _ = self.latents(exp, "val", cell.codec_label, q, list(variant.inputs))
         metrics = evaluate_latent(exp.task.name, net, lat, refs, self.device)
         # the same network costs the same with or without knowledge transfer: measured once
-        arch = (exp.index, cell.codec_label, cell.quality, variant.arch, tuple(variant.inputs), variant.drop_stages)
+        arch = (exp.index, cell.codec_label, q, variant.arch, tuple(variant.inputs), variant.drop_stages)
         if arch not in self._costs:
-            self._costs[arch] = cost_record(exp.task.name, codec, cell.quality, val.streams[:COST_IMAGES], pixel,
+            self._costs[arch] = cost_record(exp.task.name, codec, q, val.streams[:COST_IMAGES], pixel,
                                             exp.model, net, list(variant.inputs), self.device)
         cost = self._costs[arch]
         result = self.result(cell, metrics, transcoded=val, n_images=len(val))
@@ -319,27 +379,51 @@ class Workbench:
     def evaluate(self, exp: ResolvedExperiment, net: nn.Module, images: list[np.ndarray], refs: Any) -> dict[str, float]:
         return exp.task.evaluate(net, exp.model, images, refs, self.device)
 
+    def rate_control(self, cell: Cell, transcoded: Transcoded | None) -> tuple[int | None, dict[str, Any] | None]:
+        """The row's quality and what rate control did: the per-dataset choice (its search),
+        or the per-image qualities' spread and how many images reached the target."""
+        if cell.target is None:
+            return cell.quality, None
+        info: dict[str, Any] = cell.target.identity()
+        if cell.target.mode == "dataset":
+            assert cell.codec_label is not None
+            choice = self.choice(cell.exp, cell.codec_label, cell.target)
+            return int(choice["quality"]), {**info, "search": choice}
+        if transcoded is not None and transcoded.qualities is not None:
+            bpp = transcoded.bits / np.asarray(transcoded.pixels, dtype=np.float64)
+            err = np.abs(bpp - cell.target.bpp) / cell.target.bpp
+            values, counts = np.unique(transcoded.qualities, return_counts=True)
+            info.update({"qualities": {str(int(v)): int(c) for v, c in zip(values, counts)},
+                         "images_within_tolerance": int((err <= cell.target.tolerance).sum()),
+                         "mean_abs_relative_error": float(err.mean())})
+        return None, info
+
     def result(self, cell: Cell, metrics: dict[str, float], transcoded: Transcoded | None, n_images: int) -> CellResult:
         rate = transcoded.summary() if transcoded is not None else {}
+        quality, control = self.rate_control(cell, transcoded)
         row = {
             "key": cell.key, "task": cell.task, "model": cell.model, "dataset": cell.dataset,
-            "scenario": cell.scenario_label, "codec": cell.codec_label, "quality": cell.quality, "seed": cell.seed,
+            "scenario": cell.scenario_label, "codec": cell.codec_label, "quality": quality, "seed": cell.seed,
+            "target_bpp": cell.target.bpp if cell.target is not None else None,
             "bpp": rate.get("bpp"), "bpp_total": rate.get("bpp_total"), "psnr": rate.get("psnr"),
             "ms_ssim": rate.get("ms_ssim"), "rate_source": rate.get("rate_source"), "n_images": n_images,
             "metrics": metrics,
             "record": {"device": self.device, "workers": self.workers,
                        "encode_s_mean": rate.get("encode_s_mean"), "decode_s_mean": rate.get("decode_s_mean")},
         }
+        if control is not None:
+            row["record"]["rate_control"] = control
         return CellResult(row)
 
 
-def _needs(bench: Workbench, cell: Cell) -> list[tuple[str, str, int]]:
+def _needs(bench: Workbench, cell: Cell) -> list[tuple[str, str, Setting]]:
     """The (split, codec label, quality) transcodes a pending cell reads."""
     if cell.codec_label is None:
         return []
-    needs = [("val", cell.codec_label, cell.quality)]
+    setting = bench.setting(cell)
+    needs = [("val", cell.codec_label, setting)]
     if cell.scenario in ("C", "D"):
-        needs.append(("train", cell.codec_label, cell.quality))
+        needs.append(("train", cell.codec_label, setting))
     return needs
 
 
@@ -352,7 +436,7 @@ def _prepare(bench: Workbench, pending: list[Cell]) -> None:
 
 
 def _transcode_stage(bench: Workbench, pending: list[Cell]) -> None:
-    todo: dict[str, tuple[ResolvedExperiment, str, str, int]] = {}
+    todo: dict[str, tuple[ResolvedExperiment, str, str, Setting]] = {}
     for cell in pending:
         for split, label, q in _needs(bench, cell):
             key = bench.transcode_needed(cell.exp, split, label, q)

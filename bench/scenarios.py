@@ -48,7 +48,7 @@ class CompressedEval(Scenario):
 
     def run(self, bench: Workbench, cell: Cell) -> CellResult:
         net, refs = bench.reference_model(cell.exp)
-        val = bench.transcoded(cell.exp, "val", cell.codec_label, cell.quality)
+        val = bench.transcoded(cell.exp, "val", cell.codec_label, bench.setting(cell))
         metrics = bench.evaluate(cell.exp, net, val.decoded, refs)
         return bench.result(cell, metrics, transcoded=val, n_images=len(val))
 
@@ -67,7 +67,7 @@ class Finetuned(Scenario):
 
     def run(self, bench: Workbench, cell: Cell) -> CellResult:
         net, refs = bench.finetuned_model(cell)
-        val = bench.transcoded(cell.exp, "val", cell.codec_label, cell.quality)
+        val = bench.transcoded(cell.exp, "val", cell.codec_label, bench.setting(cell))
         metrics = bench.evaluate(cell.exp, net, val.decoded, refs)
         return bench.result(cell, metrics, transcoded=val, n_images=len(val))
 
@@ -100,6 +100,14 @@ class CompressedDomainScenario(Scenario):
             if q not in offered:
                 out.append(f"compressed_domain.qualities[{j}]: no latent codec of this experiment has quality {q} "
                            f"(they have {', '.join(map(str, sorted(offered))) or 'none'})")
+        targets = {t.bpp for rc in exp.latent_codecs() for t in rc.targets}
+        for j, t in enumerate(cd.targets_bpp or []):
+            if t not in targets:
+                out.append(f"compressed_domain.targets_bpp[{j}]: no latent codec of this experiment has target {t} bpp "
+                           f"(they have {', '.join(f'{v:g}' for v in sorted(targets)) or 'none'})")
+        if any(t.mode == "image" for rc in exp.latent_codecs() for t in rc.targets):
+            out.append("scenario D reads one model's latents per operating point; with rate_control.mode: image "
+                       "every image has its own model (use mode: dataset, or give the latent codecs qualities only)")
         seen: set[str] = set()
         for j, v in enumerate(cd.variants):
             if v.display() in seen:

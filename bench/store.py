@@ -24,13 +24,14 @@ CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY, run_id TEXT NOT NULL, task TEXT NOT NULL, model TEXT NOT NULL,
     dataset TEXT NOT NULL, scenario TEXT NOT NULL, codec TEXT, quality INTEGER, seed INTEGER NOT NULL,
     bpp REAL, bpp_total REAL, psnr REAL, ms_ssim REAL, rate_source TEXT, n_images INTEGER NOT NULL,
-    metrics TEXT NOT NULL, record TEXT NOT NULL, created REAL NOT NULL
+    metrics TEXT NOT NULL, record TEXT NOT NULL, created REAL NOT NULL, target_bpp REAL
 );
 """
 
 CELL_COLUMNS = (
     "key", "run_id", "task", "model", "dataset", "scenario", "codec", "quality", "seed",
     "bpp", "bpp_total", "psnr", "ms_ssim", "rate_source", "n_images", "metrics", "record", "created",
+    "target_bpp",
 )
 
 
@@ -48,6 +49,9 @@ class Store:
         if "rate_source" not in columns:  # a store written before rates could be estimates
             with self.db:
                 self.db.execute("ALTER TABLE cells ADD COLUMN rate_source TEXT")
+        if "target_bpp" not in columns:  # a store written before target bitrates
+            with self.db:
+                self.db.execute("ALTER TABLE cells ADD COLUMN target_bpp REAL")
 
     def close(self) -> None:
         self.db.close()

@@ -22,6 +22,7 @@ from bench.cache import Transcoded
 from bench.codecs import CODECS, Codec, OperatingPoint
 from bench.errors import CodecError
 from bench.metrics.fidelity import ms_ssim, psnr
+from bench.ratecontrol import Target, bpp_of, image_at_target, searchable_qualities
 
 CHUNK = 32
 
@@ -34,6 +35,8 @@ class ChunkResult(NamedTuple):
     decode_s: list[float]
     psnr: list[float]
     ms_ssim: list[float]
+    #: The quality each image was coded at (one per image with a per-image target).
+    qualities: list[int] | None = None
 
 
 def _check_shapes(codec: Codec, images: Sequence[np.ndarray], decoded: Sequence[np.ndarray]) -> None:
@@ -85,6 +88,36 @@ def transcode_chunk(codec: Codec, point: OperatingPoint, images: Sequence[np.nda
     )
 
 
+def transcode_chunk_at_target(codec: Codec, target: Target, images: Sequence[np.ndarray],
+                              expected_identity: dict[str, Any] | None = None) -> ChunkResult:
+    """Each image at its own quality, the one whose bpp is closest to ``target`` (a
+    per-image search, ``bench.ratecontrol.image_at_target``). An image's encode time is
+    its whole search (rate control's cost); decoding is timed as usual."""
+    qualities = searchable_qualities(codec)
+    streams, chosen, enc_s, dec_s, decoded = [], [], [], [], []
+    for im in images:
+        t0 = time.perf_counter()
+        choice, stream = image_at_target(codec, im, target.bpp, target.tolerance, qualities)
+        t1 = time.perf_counter()
+        decoded += codec.decode([stream])
+        dec_s.append(time.perf_counter() - t1)
+        enc_s.append(t1 - t0)
+        streams.append(stream)
+        chosen.append(choice.quality)
+    _check_shapes(codec, images, decoded)
+    check_identity(codec, expected_identity)
+    return ChunkResult(
+        streams, [codec.rate_bits(s) for s in streams], decoded, enc_s, dec_s,
+        [psnr(a, b) for a, b in zip(images, decoded)], [ms_ssim(a, b) for a, b in zip(images, decoded)], chosen,
+    )
+
+
+def chunk_bpp(codec: Codec, quality: int, images: Sequence[np.ndarray]) -> list[float]:
+    """Per-image bpp of ``images`` encoded at ``quality`` (encoding only: a rate probe)."""
+    streams = codec.encode(list(images), OperatingPoint(quality))
+    return [bpp_of(codec, s, im) for s, im in zip(streams, images)]
+
+
 def _init_worker() -> None:
     import torch
 
@@ -96,13 +129,34 @@ def _init_worker() -> None:
 _WORKER_CODECS: dict[str, Codec] = {}
 
 
-def _worker(name: str, params: dict[str, Any], quality: int, images: Sequence[np.ndarray],
-            identity: dict[str, Any] | None) -> ChunkResult:
+def _worker_codec(name: str, params: dict[str, Any]) -> Codec:
     key = json.dumps([name, params], sort_keys=True, default=str)
     if key not in _WORKER_CODECS:  # one instance per worker: a neural codec loads its weights once
         cls = CODECS.get(name)
         _WORKER_CODECS[key] = cls(cls.Params(**params))
-    return transcode_chunk(_WORKER_CODECS[key], OperatingPoint(quality), images, identity)
+    return _WORKER_CODECS[key]
+
+
+def _worker(name: str, params: dict[str, Any], setting: int | Target, images: Sequence[np.ndarray],
+            identity: dict[str, Any] | None) -> ChunkResult:
+    codec = _worker_codec(name, params)
+    if isinstance(setting, Target):
+        return transcode_chunk_at_target(codec, setting, images, identity)
+    return transcode_chunk(codec, OperatingPoint(setting), images, identity)
+
+
+def _bpp_worker(name: str, params: dict[str, Any], quality: int, images: Sequence[np.ndarray]) -> list[float]:
+    return chunk_bpp(_worker_codec(name, params), quality, images)
+
+
+def set_bpp(codec: Codec, quality: int, images: Sequence[np.ndarray], pool: Executor | None) -> list[float]:
+    """Per-image bpp of a whole set at ``quality``, its chunks spread over ``pool``."""
+    chunks = [images[i : i + CHUNK] for i in range(0, len(images), CHUNK)]
+    if pool is not None and codec.poolable:
+        params = codec.params.model_dump()
+        futures = [pool.submit(_bpp_worker, codec.name, params, quality, c) for c in chunks]
+        return [v for f in futures for v in f.result()]
+    return [v for c in chunks for v in chunk_bpp(codec, quality, c)]
 
 
 def make_pool(workers: int) -> Executor | None:
@@ -120,23 +174,29 @@ def make_pool(workers: int) -> Executor | None:
 
 
 class PendingSet:
-    """One set's chunks, submitted to the pool (or run here when there is none)."""
+    """One set's chunks, submitted to the pool (or run here when there is none). The
+    operating point is a quality, or a ``Target`` bitrate searched per image."""
 
-    def __init__(self, key: str, codec: Codec, point: OperatingPoint, images: Sequence[np.ndarray],
+    def __init__(self, key: str, codec: Codec, point: OperatingPoint | Target, images: Sequence[np.ndarray],
                  pool: Executor | None, identity: dict[str, Any] | None = None) -> None:
         self.key, self.codec, self.point, self.images, self.identity = key, codec, point, images, identity
         self.chunks = [images[i : i + CHUNK] for i in range(0, len(images), CHUNK)]
         self.futures: list[Future[ChunkResult]] | None = None
         if pool is not None and codec.poolable:
             params = codec.params.model_dump()
-            self.futures = [pool.submit(_worker, codec.name, params, point.quality, c, identity) for c in self.chunks]
+            setting = point if isinstance(point, Target) else point.quality
+            self.futures = [pool.submit(_worker, codec.name, params, setting, c, identity) for c in self.chunks]
+
+    def _run(self, chunk: Sequence[np.ndarray]) -> ChunkResult:
+        if isinstance(self.point, Target):
+            return transcode_chunk_at_target(self.codec, self.point, chunk, self.identity)
+        return transcode_chunk(self.codec, self.point, chunk, self.identity)
 
     def result(self, on_images: Callable[[int], None] = lambda n: None) -> Transcoded:
         """Wait for (or compute) every chunk; per-image rate, timing and fidelity, in order."""
         results: list[ChunkResult] = []
         for i, chunk in enumerate(self.chunks):
-            results.append(self.futures[i].result() if self.futures
-                           else transcode_chunk(self.codec, self.point, chunk, self.identity))
+            results.append(self.futures[i].result() if self.futures else self._run(chunk))
             on_images(len(chunk))
 
         def cat(field: str) -> list[Any]:
@@ -150,6 +210,8 @@ class PendingSet:
             widths=np.array([im.shape[1] for im in self.images]),
             psnr=np.array(cat("psnr")), ms_ssim=np.array(cat("ms_ssim"), dtype=np.float64),
             encode_s=np.array(cat("encode_s")), decode_s=np.array(cat("decode_s")),
+            qualities=(np.array(cat("qualities"), dtype=np.int64) if results and results[0].qualities is not None
+                       else None),
         )
 
 

@@ -7,12 +7,13 @@
 #   apt-get install mate-backgrounds lomiri-wallpapers-16.04
 #   scripts/train_embedded_codecs.sh first    # stage-2 λ = 0.0035 and λ = 0.013 runs
 #   scripts/train_embedded_codecs.sh a & scripts/train_embedded_codecs.sh b   # then these
+#   scripts/train_embedded_codecs.sh high     # hyperprior q4, q5: the 0.5-1 bpp end (rate control)
 #
 # INIT (default /tmp/bench-train) keeps copies of the files each run starts from; logs go
 # there too. KODAK (default ../shared/data/kodak) is evaluated after each run and stored in
 # the weights file; that does not change the weights. The weights README lists what ran.
 set -euo pipefail
-queue=${1:?usage: train_embedded_codecs.sh first|a|b}
+queue=${1:?usage: train_embedded_codecs.sh first|a|b|high}
 here=$(cd "$(dirname "$0")/.." && pwd)
 w=$here/bench/codecs/weights
 kodak=${KODAK:-$here/../shared/data/kodak}
@@ -49,5 +50,8 @@ case $queue in
     run mean-scale 0.013 8 "$init/mean-scale-l0.013.pt" mean-scale-q3
     run gmm 0.0067 8 "$w/gmm-q1.pt" gmm-q2
     run gmm 0.013 8 "$init/gmm-l0.013.pt" gmm-q3 ;;
-  *) echo "unknown queue $queue (first, a or b)" >&2; exit 2 ;;
+  high)  # the scale hyperprior at two higher rates, each from the one below it
+    run hyperprior 0.018 12 "$w/hyperprior-q3.pt" hyperprior-q4
+    run hyperprior 0.07 14 "$w/hyperprior-q4.pt" hyperprior-q5 ;;
+  *) echo "unknown queue $queue (first, a, b or high)" >&2; exit 2 ;;
 esac

@@ -77,3 +77,136 @@ def test_a_neural_codec_picks_among_its_models(kodak_images: list[np.ndarray]) -
     target = rates[2] * 1.02
     choice, _ = image_at_target(codec, im, target)
     assert choice.quality == 2 and choice.within_tolerance and choice.bpp == pytest.approx(rates[2])
+
+
+# --- targets in a grid, end to end -------------------------------------------------------
+
+def _target_grid(mode: str, **overrides) -> dict:
+    from tests.helpers import tiny_grid
+
+    grid = tiny_grid(name=f"targets-{mode}", targets_bpp=[1.0, 2.0], rate_control={"mode": mode})
+    grid["codecs"] = [{"codec": "webp", "qualities": [10]}, {"codec": "jpeg", "targets_bpp": [6.0]}]
+    grid["experiments"][0]["scenarios"] = ["A", "B", "C"]
+    grid.update(overrides)
+    return grid
+
+
+def _run_targets(tmp_path, mode: str):
+    from pathlib import Path
+
+    from bench.config import parse_grid
+    from bench.grid import resolve
+    from bench.runner import RunOptions, run
+    from bench.store import Store
+
+    plan = resolve(parse_grid(_target_grid(mode)))
+    run(plan, RunOptions(out=Path(tmp_path), workers=1, quiet=True))
+    store = Store(Path(tmp_path) / f"targets-{mode}" / "results.sqlite")
+    rows = store.cells()
+    store.close()
+    return plan, rows
+
+
+def _val_images(plan) -> list[np.ndarray]:
+    from bench.datasets.base import ImageSet
+
+    exp = plan.experiments[0]
+    images: ImageSet = exp.dataset.load("val", None)
+    return images.images
+
+
+def test_grid_targets_per_dataset_record_the_achieved_rate(tmp_path) -> None:
+    """``targets_bpp`` with one quality per set: each B/C row's quality is the searched one,
+    its bpp the real mean bpp of the val images coded at that quality (not the target), and
+    the target sits in its own column; the webp quality point is untouched."""
+    from bench.codecs.base import OperatingPoint
+
+    plan, rows = _run_targets(tmp_path, "dataset")
+    assert len(rows) == 1 + 2 * (1 + 2 + 1)  # A; B and C at webp@10, webp@1.0/2.0 bpp, jpeg@6.0 bpp
+    images = _val_images(plan)
+    for r in rows:
+        if r["scenario"] == "A":
+            continue
+        codec = CODECS.get(r["codec"])()
+        if r["target_bpp"] is None:
+            assert (r["codec"], r["quality"]) == ("webp", 10) and "rate_control" not in r["record"]
+            continue
+        control = r["record"]["rate_control"]
+        assert control["mode"] == "dataset" and control["bpp"] == r["target_bpp"]
+        assert control["search"]["quality"] == r["quality"]
+        streams = codec.encode(images, OperatingPoint(r["quality"]))
+        achieved = float(np.mean([8 * len(s) / (im.shape[0] * im.shape[1]) for s, im in zip(streams, images)]))
+        assert r["bpp"] == pytest.approx(achieved, rel=1e-12) and r["bpp"] != r["target_bpp"]
+        assert control["search"]["within_tolerance"] == (abs(achieved - r["target_bpp"]) <= 0.1 * r["target_bpp"])
+        assert (r["quality"], achieved) in [tuple(t) for t in control["search"]["tried"]]
+    webp = {r["target_bpp"]: r for r in rows if r["codec"] == "webp" and r["scenario"] == "B" and r["target_bpp"]}
+    for target, r in webp.items():  # WebP spans 0.6..6 bpp on these 32×32 scenes
+        assert abs(r["bpp"] - target) <= 0.1 * target, (target, r["bpp"])
+    assert webp[1.0]["quality"] < webp[2.0]["quality"]
+    # C trained on the train split at the quality chosen on val
+    c = next(r for r in rows if r["scenario"] == "C" and r["codec"] == "webp" and r["target_bpp"] == 1.0)
+    assert c["quality"] == webp[1.0]["quality"] and c["bpp"] == webp[1.0]["bpp"]
+
+
+def test_grid_targets_per_image_give_each_image_its_quality(tmp_path) -> None:
+    plan, rows = _run_targets(tmp_path, "image")
+    images = _val_images(plan)
+    b = next(r for r in rows if r["scenario"] == "B" and r["codec"] == "webp" and r["target_bpp"] == 2.0)
+    control = b["record"]["rate_control"]
+    assert b["quality"] is None and control["mode"] == "image"
+    assert sum(control["qualities"].values()) == len(images) and len(control["qualities"]) > 3
+    assert control["images_within_tolerance"] >= len(images) - 2
+    assert abs(b["bpp"] - 2.0) <= 0.1 * 2.0 and control["mean_abs_relative_error"] < 0.1
+    # each image's own search, repeated here, lands on a quality with the row's spread
+    chosen = [image_at_target(CODECS.get("webp")(), im, 2.0)[0].quality for im in images]
+    values, counts = np.unique(chosen, return_counts=True)
+    assert control["qualities"] == {str(int(v)): int(c) for v, c in zip(values, counts)}
+
+
+def test_grid_target_problems_are_reported(tmp_path) -> None:
+    from bench.config import parse_grid
+    from bench.errors import ConfigError
+    from bench.grid import resolve
+
+    grid = _target_grid("dataset", targets_bpp=[0.0, 1.0, 1.0], analysis={"anchor": "jpg"})
+    grid["codecs"].append({"codec": "avif"})
+    grid["codecs"][1]["targets_bpp"] = [30]
+    with pytest.raises(ConfigError) as err:
+        resolve(parse_grid(grid))
+    text = str(err.value)
+    assert "targets_bpp[0]: a target must be above 0 and at most 24 bpp (got 0.0)" in text
+    assert "targets_bpp: repeated values [0.0, 1.0, 1.0]" in text
+    assert "codecs[1].targets_bpp[0]: a target must be above 0 and at most 24 bpp (got 30" in text
+    assert "analysis.anchor: no codec labelled 'jpg' in the grid. Did you mean: jpeg?" in text
+    assert text.count("repeated values") == 1
+    grid = _target_grid("dataset", targets_bpp=None)
+    grid["codecs"][1].pop("targets_bpp")
+    with pytest.raises(ConfigError, match=r"codecs\[1\]: no operating points"):
+        resolve(parse_grid(grid))
+
+
+def test_scenario_d_needs_one_model_per_target() -> None:
+    """D reads one model's latents per operating point: per-dataset targets resolve to one
+    model; per-image targets would mix models, and the grid says so."""
+    from bench.config import parse_grid
+    from bench.errors import ConfigError
+    from bench.grid import resolve
+    from tests.helpers import tiny_grid
+
+    def grid(mode: str) -> dict:
+        g = tiny_grid(rate_control={"mode": mode})
+        g["codecs"] = [{"codec": "bmshj2018-hyperprior", "label": "hp", "weights": "embedded", "qualities": [1],
+                        "targets_bpp": [0.5, 1.0]}]
+        g["experiments"][0]["scenarios"] = ["A", "D"]
+        g["experiments"][0]["compressed_domain"] = {"train": {"epochs": 1, "lr": 0.001}, "targets_bpp": [1.0]}
+        return g
+
+    plan = resolve(parse_grid(grid("dataset")))
+    d = [c for c in plan.cells if c.scenario == "D"]
+    assert [(c.quality, c.target.bpp if c.target else None) for c in d] == [(1, None), (None, 1.0)]
+    with pytest.raises(ConfigError, match="with rate_control.mode: image every image has its own model"):
+        resolve(parse_grid(grid("image")))
+    bad = grid("dataset")
+    bad["experiments"][0]["compressed_domain"]["targets_bpp"] = [0.7]
+    with pytest.raises(ConfigError, match=r"compressed_domain.targets_bpp\[0\]: no latent codec .* target 0.7 bpp"):
+        resolve(parse_grid(bad))

@@ -47,7 +47,8 @@ def test_typo_in_a_key_suggests_the_field(tmp_path: Path) -> None:
     grid["codecs"][0]["qualites"] = grid["codecs"][0].pop("qualities")
     grid["experiments"][0]["train"]["epoch"] = grid["experiments"][0]["train"].pop("epochs")
     problems = problems_of(tmp_path, grid)
-    assert "codecs[0].qualities: required key is missing" in problems
+    assert "codecs[0].qualites: unknown key. Did you mean: qualities?" in problems
+    assert "codecs[0]: no operating points: give qualities or targets_bpp (here, or targets_bpp for the whole grid)" in problems
     assert "experiments[0].train.epoch: unknown key. Did you mean: epochs?" in problems
 
 

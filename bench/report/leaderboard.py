@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 COLUMNS = ["task", "model", "dataset", "scenario", "codec", "quality", "bpp", "bpp_total", "psnr",
-           "ms_ssim", "metric", "value", "n_images", "seed", "rate_source", "cell"]
+           "ms_ssim", "metric", "value", "n_images", "seed", "rate_source", "target_bpp", "cell"]
 SCENARIO_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
 
 
@@ -16,7 +16,9 @@ def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     pixels, ``psnr``/``ms_ssim`` means of per-image values; all from the val images' real
     bitstreams (``rate_source`` ``bitstream``), or from a neural codec's likelihood estimate
     where its ``entropy_estimation`` option asked for one (``rate_source`` ``estimate``).
-    Scenario A rows have codec ``none`` and no rate."""
+    Scenario A rows have codec ``none`` and no rate. ``target_bpp`` is the target of a
+    rate-controlled operating point (``bpp`` is still the achieved rate); its ``quality``
+    is the one chosen for the set, or empty when every image has its own."""
     records = []
     for r in rows:
         for metric, value in r["metrics"].items():
@@ -24,7 +26,8 @@ def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "task": r["task"], "model": r["model"], "dataset": r["dataset"], "scenario": r["scenario"],
                 "codec": r["codec"] or "none", "quality": r["quality"], "bpp": r["bpp"],
                 "bpp_total": r["bpp_total"], "rate_source": r.get("rate_source"), "psnr": r["psnr"], "ms_ssim": r["ms_ssim"], "metric": metric,
-                "value": value, "n_images": r["n_images"], "seed": r["seed"], "cell": r["key"],
+                "value": value, "n_images": r["n_images"], "seed": r["seed"], "target_bpp": r.get("target_bpp"),
+                "cell": r["key"],
             })
     df = pd.DataFrame.from_records(records, columns=COLUMNS)
     if df.empty:
