@@ -52,6 +52,13 @@ def test_outputs_of_a_run(first_run) -> None:
     assert lb[lb.scenario == "A"].codec.unique().tolist() == ["none"]
     assert lb[lb.scenario != "A"].bpp.notna().all() and (lb.value.between(0, 1)).all()
     assert ((lb.metric == "top5") | (lb.metric == "top1")).all()
+    assert pd.read_parquet(folder / "leaderboard.parquet").equals(pd.read_csv(folder / "leaderboard.csv").astype(
+        pd.read_parquet(folder / "leaderboard.parquet").dtypes.to_dict()))
+    ranking = pd.read_csv(folder / "ranking.csv")
+    assert len(pd.read_parquet(folder / "ranking.parquet")) == len(ranking) > 0
+    top1 = ranking[(ranking.metric == "top1") & (ranking.scenario == "B")].set_index("codec")
+    assert top1.loc["jpeg", "anchor"] == "jpeg B" and top1.loc["jpeg", "bd_rate"] == 0.0  # the grid's first codec
+    assert top1.loc["webp", "points"] == 1 and "fewer than 2 points" in top1.loc["webp", "warnings"]
     for png in ("rate_accuracy_classification_tiny-resnet_shapes.png", "rate_psnr_shapes.png"):
         assert (folder / "plots" / png).stat().st_size > 10_000
 

@@ -11,6 +11,7 @@ from typing import Any
 from bench.errors import BenchError
 from bench.report.leaderboard import cost_frame, leaderboard_frame
 from bench.report.plots import plot_all
+from bench.report.ranking import ranking_frame
 from bench.store import Store
 
 
@@ -40,10 +41,34 @@ def load_rows(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         store.close()
 
 
+def atomic_write_parquet(path: Path, frame: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_leaderboard(folder: Path) -> Path:
+    """``leaderboard.csv`` and ``.parquet``: every cell's metrics with rate and fidelity."""
     rows, _ = load_rows(folder)
     path = folder / "leaderboard.csv"
-    atomic_write_text(path, leaderboard_frame(rows).to_csv(index=False))
+    frame = leaderboard_frame(rows)
+    atomic_write_text(path, frame.to_csv(index=False))
+    atomic_write_parquet(path.with_suffix(".parquet"), frame)
+    return path
+
+
+def write_ranking(folder: Path) -> Path:
+    """``ranking.csv`` and ``.parquet``: codecs ranked by Bjøntegaard delta (``bench.report.ranking``)."""
+    rows, last = load_rows(folder)
+    path = folder / "ranking.csv"
+    frame = ranking_frame(rows, last["grid"])
+    atomic_write_text(path, frame.to_csv(index=False))
+    atomic_write_parquet(path.with_suffix(".parquet"), frame)
     return path
 
 
@@ -66,6 +91,7 @@ def write_plots(folder: Path) -> list[Path]:
 
 def write_outputs(folder: Path) -> None:
     write_leaderboard(folder)
+    write_ranking(folder)
     write_costs(folder)
     write_plots(folder)
 

@@ -1,0 +1,162 @@
+"""The ranking: per task × model × dataset × scenario × metric, codecs ordered by their
+Bjøntegaard delta against the grid's anchor codec, with the accuracy at each target
+bitrate and the share of scenario B's drop that C and D recover.
+
+Curves are a scenario's rows for one codec, in achieved bpp (the mean of per-image bpp,
+from the real bitstreams); the deltas are ``bench.metrics.bd`` on log10 of that rate over
+the overlapping range. A codec is compared with the anchor in the same scenario, or,
+where the anchor has no curve there (scenario D of a traditional anchor), with the
+anchor's B curve: the decode-then-infer pipeline it would replace. The fidelity rows
+(``task`` = ``fidelity``) rank the codecs' B images by BD-rate on PSNR and MS-SSIM.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.metrics.bd import BDResult, bd_metric, bd_rate
+from bench.report.leaderboard import leaderboard_frame
+
+KEYS = ["task", "model", "dataset", "scenario", "metric"]
+COLUMNS = KEYS + ["rank", "codec", "anchor", "bd_rate", "bd_metric", "overlap", "points", "monotonic",
+                  "drop_from_A", "recovered_share", "warnings"]
+
+
+def anchor_of(grid: dict[str, Any]) -> str | None:
+    """The grid's anchor codec label: ``analysis.anchor``, else its first codec."""
+    anchor = (grid.get("analysis") or {}).get("anchor")
+    if anchor:
+        return anchor
+    codecs = grid.get("codecs") or []
+    return (codecs[0].get("label") or codecs[0].get("codec")) if codecs else None
+
+
+def _curve(g: pd.DataFrame, y: str) -> tuple[np.ndarray, np.ndarray]:
+    """The curve's points by rate; one point per rate (a target that resolved to a quality
+    the grid also lists is the same stream twice)."""
+    g = g[g.bpp.notna() & g[y].notna()].sort_values("bpp").drop_duplicates("bpp")
+    return g.bpp.to_numpy(dtype=float), g[y].to_numpy(dtype=float)
+
+
+def _deltas(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+            method: str) -> tuple[BDResult | None, BDResult | None, str]:
+    if len(anchor[0]) < 2 or len(test[0]) < 2:
+        return None, None, f"fewer than 2 points (anchor {len(anchor[0])}, codec {len(test[0])})"
+    try:
+        return bd_rate(*anchor, *test, method=method), bd_metric(*anchor, *test, method=method), ""
+    except ValueError as exc:
+        return None, None, str(exc)
+
+
+def _point(r: pd.Series) -> tuple[Any, ...]:
+    """An operating point, matched across scenarios: codec and quality or target."""
+    target = None if pd.isna(r.target_bpp) else float(r.target_bpp)
+    return (r.codec, None if target is not None or pd.isna(r.quality) else int(r.quality), target)
+
+
+def _recovery(group: pd.DataFrame, scenario: str, codec: str, reference: float | None) -> tuple[float, float]:
+    """Mean drop from A of the codec's B points, and the mean share of it a C/D curve
+    recovers, ``(X - B) / (A - B)``, over the operating points both have with a drop."""
+    if reference is None:
+        return math.nan, math.nan
+    b = {_point(r): r.value for _, r in group[(group.scenario == "B") & (group.codec == codec)].iterrows()}
+    drops = [reference - v for v in b.values()]
+    if scenario == "B":
+        return (float(np.mean(drops)) if drops else math.nan), math.nan
+    shares = [(r.value - b[p]) / (reference - b[p]) for _, r in
+              group[(group.scenario == scenario) & (group.codec == codec)].iterrows()
+              if (p := _point(r)) in b and reference - b[p] > 1e-9]
+    return (float(np.mean(drops)) if drops else math.nan), (float(np.mean(shares)) if shares else math.nan)
+
+
+def _at_targets(g: pd.DataFrame) -> dict[str, float]:
+    """The metric and the achieved bpp at each target bitrate of the curve."""
+    out: dict[str, float] = {}
+    for _, r in g[g.target_bpp.notna()].sort_values("target_bpp").iterrows():
+        out[f"value@{r.target_bpp:g}bpp"] = r.value
+        out[f"bpp@{r.target_bpp:g}bpp"] = r.bpp
+    return out
+
+
+def _rank(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lowest BD-rate first (the anchor at 0); codecs without a delta last."""
+    order = sorted(records, key=lambda r: (not math.isfinite(r["bd_rate"]), r["bd_rate"], r["codec"]))
+    for i, r in enumerate(order, 1):
+        r["rank"] = i if math.isfinite(r["bd_rate"]) else None
+    return order
+
+
+def _compare(curves: dict[str, pd.DataFrame], key: dict[str, Any], anchor: str, fallback: pd.DataFrame | None,
+             y: str, method: str, extra: Any = None) -> list[dict[str, Any]]:
+    """One record per codec curve: its deltas against the anchor's curve."""
+    base = curves.get(anchor)
+    anchor_name = f"{anchor} {key['scenario']}"
+    if base is None and fallback is not None:
+        base, anchor_name = fallback, f"{anchor} B"
+    records = []
+    for codec, g in curves.items():
+        test = _curve(g, y)
+        rec = {**key, "codec": codec, "anchor": anchor_name, "points": len(test[0]), "bd_rate": math.nan,
+               "bd_metric": math.nan, "overlap": math.nan, "monotonic": bool((np.diff(test[1]) > 0).all()),
+               "warnings": ""}
+        if base is None:
+            rec["warnings"] = f"no {anchor} curve to compare with"
+        elif base is g:
+            if len(test[0]) >= 2:
+                rec.update(bd_rate=0.0, bd_metric=0.0, overlap=1.0)
+            else:
+                rec["warnings"] = f"the anchor has fewer than 2 points ({len(test[0])})"
+        else:
+            rate, metric, why = _deltas(_curve(base, y), test, method)
+            if rate is None or metric is None:
+                rec["warnings"] = why
+            else:
+                notes = [f"{name}: {w}" if "overlap" in w else w
+                         for name, d in (("BD-rate", rate), ("BD-metric", metric)) for w in d.warnings]
+                rec.update(bd_rate=rate.value, bd_metric=metric.value, overlap=rate.overlap,
+                           warnings="; ".join(dict.fromkeys(notes)))
+        if extra is not None:
+            rec.update(extra(codec, g))
+        records.append(rec)
+    return _rank(records)
+
+
+def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFrame:
+    """The ranking table (long format: one row per codec and group, ``rank`` 1 best)."""
+    df = leaderboard_frame(rows)
+    anchor = anchor_of(grid)
+    method = (grid.get("analysis") or {}).get("interpolation", "pchip")
+    if df.empty or anchor is None:
+        return pd.DataFrame(columns=COLUMNS)
+    records: list[dict[str, Any]] = []
+    for (task, model, dataset, metric), group in df.groupby(["task", "model", "dataset", "metric"], sort=False):
+        a = group[group.scenario == "A"].value
+        reference = float(a.iloc[0]) if len(a) and pd.notna(a.iloc[0]) else None
+        coded = group[(group.scenario != "A") & group.value.notna()]
+        b_anchor = coded[(coded.scenario == "B") & (coded.codec == anchor)]
+        for scenario in dict.fromkeys(coded.scenario):
+            sub = coded[coded.scenario == scenario]
+            curves = {c: g for c, g in sub.groupby("codec")}
+
+            def extra(codec: str, g: pd.DataFrame, scenario: str = scenario) -> dict[str, Any]:
+                drop, share = _recovery(group, scenario, codec, reference)
+                return {"drop_from_A": drop, "recovered_share": share, **_at_targets(g)}
+
+            key = dict(task=task, model=model, dataset=dataset, scenario=scenario, metric=metric)
+            records += _compare(curves, key, anchor, b_anchor if len(b_anchor) else None, "value", method, extra)
+    b = df[df.scenario == "B"].drop_duplicates(["dataset", "codec", "quality", "target_bpp"])
+    for dataset, sub in b.groupby("dataset", sort=False):
+        curves = {c: g for c, g in sub.groupby("codec")}
+        for y in ("psnr", "ms_ssim"):
+            key = dict(task="fidelity", model="", dataset=dataset, scenario="B", metric=y)
+            records += _compare(curves, key, anchor, None, y, method,
+                                lambda codec, g, y=y: {k: v for k, v in _at_targets(g.assign(value=g[y])).items()})
+    out = pd.DataFrame.from_records(records)
+    targets = sorted({c for c in out.columns if "@" in c}, key=lambda c: (float(c.split("@")[1][:-3]), c[0] != "v"))
+    out = out.reindex(columns=COLUMNS + targets)
+    out["rank"] = out["rank"].astype("Int64")
+    return out.reset_index(drop=True)
