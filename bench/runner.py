@@ -456,8 +456,37 @@ def _evaluate_stage(bench: Workbench, pending: list[Cell], store: Store, run_id:
             result = scenario.run(bench, cell)
             result.row["record"]["wall_s"] = time.perf_counter() - t0
             store.record({**result.row, "run_id": run_id, "created": time.time()})
+            if cell.scenario == "B":
+                _keep_sample(bench, store, cell)
             bench.counters.cells_run += 1
             bar.update()
+
+
+#: Longest side of the stored sample images (a centre crop of larger images).
+SAMPLE_SIDE = 256
+
+
+def _png(image: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    top, left = max(0, (h - SAMPLE_SIDE) // 2), max(0, (w - SAMPLE_SIDE) // 2)
+    buf = io.BytesIO()
+    Image.fromarray(image[top : top + SAMPLE_SIDE, left : left + SAMPLE_SIDE]).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _keep_sample(bench: Workbench, store: Store, cell: Cell) -> None:
+    """The first val image, decoded at the cell's operating point (and the original), for
+    the visual grid; a centre crop, so the store stays small."""
+    assert cell.codec_label is not None
+    originals = bench.originals(cell.exp, "val")
+    t = bench.transcoded(cell.exp, "val", cell.codec_label, bench.setting(cell))
+    store.put_sample(cell.dataset, "", "", originals.ids[0], _png(originals.images[0]))
+    store.put_sample(cell.dataset, cell.codec_label, str(cell.setting), originals.ids[0], _png(t.decoded[0]),
+                     float(t.bits[0] / t.pixels[0]), float(t.psnr[0]), t.summary()["bpp"])
 
 
 def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:

@@ -26,6 +26,12 @@ CREATE TABLE IF NOT EXISTS cells (
     bpp REAL, bpp_total REAL, psnr REAL, ms_ssim REAL, rate_source TEXT, n_images INTEGER NOT NULL,
     metrics TEXT NOT NULL, record TEXT NOT NULL, created REAL NOT NULL, target_bpp REAL
 );
+-- one decoded val image per dataset, codec and operating point (codec '' is the original):
+-- the visual grid is drawn from these alone
+CREATE TABLE IF NOT EXISTS samples (
+    dataset TEXT NOT NULL, codec TEXT NOT NULL, setting TEXT NOT NULL, image_id TEXT NOT NULL,
+    bpp REAL, psnr REAL, set_bpp REAL, png BLOB NOT NULL, PRIMARY KEY (dataset, codec, setting)
+);
 """
 
 CELL_COLUMNS = (
@@ -81,6 +87,18 @@ class Store:
                 f"INSERT OR REPLACE INTO cells ({', '.join(CELL_COLUMNS)}) VALUES ({', '.join('?' * len(CELL_COLUMNS))})",
                 values,
             )
+
+    def put_sample(self, dataset: str, codec: str, setting: str, image_id: str, png: bytes,
+                   bpp: float | None = None, psnr: float | None = None, set_bpp: float | None = None) -> None:
+        """One decoded image (PNG) at an operating point; ``bpp`` and ``psnr`` are the
+        image's own, ``set_bpp`` the mean over its set (what the curves show)."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?)",
+                            (dataset, codec, setting, image_id, _num(bpp), _num(psnr), _num(set_bpp), png))
+
+    def samples(self) -> list[dict[str, Any]]:
+        keys = ("dataset", "codec", "setting", "image_id", "bpp", "psnr", "set_bpp", "png")
+        return [dict(zip(keys, r)) for r in self.db.execute(f"SELECT {', '.join(keys)} FROM samples")]
 
     def last_run(self) -> dict[str, Any] | None:
         cur = self.db.execute(

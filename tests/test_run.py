@@ -59,6 +59,17 @@ def test_outputs_of_a_run(first_run) -> None:
     top1 = ranking[(ranking.metric == "top1") & (ranking.scenario == "B")].set_index("codec")
     assert top1.loc["jpeg", "anchor"] == "jpeg B" and top1.loc["jpeg", "bd_rate"] == 0.0  # the grid's first codec
     assert top1.loc["webp", "points"] == 1 and "fewer than 2 points" in top1.loc["webp", "warnings"]
+    # the visual grid's images: the first val image, original and at each B operating point
+    from bench.store import Store
+
+    store = Store(folder / "results.sqlite")
+    samples = {(s["codec"], s["setting"]): s for s in store.samples()}
+    store.close()
+    assert set(samples) == {("", ""), ("jpeg", "5"), ("jpeg", "80"), ("webp", "10")}
+    jpeg5 = samples[("jpeg", "5")]
+    assert jpeg5["image_id"] == samples[("", "")]["image_id"] and jpeg5["bpp"] < samples[("jpeg", "80")]["bpp"]
+    assert jpeg5["set_bpp"] == pytest.approx(lb[(lb.codec == "jpeg") & (lb.quality == 5)].bpp.iloc[0])
+    assert (folder / "plots" / "visual_shapes.png").stat().st_size > 10_000
     for png in ("rate_accuracy_classification_tiny-resnet_shapes.png", "rate_psnr_shapes.png"):
         assert (folder / "plots" / png).stat().st_size > 10_000
 
@@ -124,7 +135,8 @@ def test_plot_and_leaderboard_rebuild_from_the_store(first_run, capsys: pytest.C
     assert (folder / "leaderboard.csv").read_text() == before
     pngs = sorted(p.name for p in (folder / "plots").glob("*.png"))
     assert pngs == ["accuracy_psnr_classification_tiny-resnet_shapes.png",
-                    "rate_accuracy_classification_tiny-resnet_shapes.png", "rate_psnr_shapes.png"]
+                    "rate_accuracy_classification_tiny-resnet_shapes.png", "rate_psnr_shapes.png",
+                    "visual_shapes.png"]
     for png in pngs:  # each plot also as SVG
         svg = (folder / "plots" / png).with_suffix(".svg").read_text()
         assert svg.lstrip().startswith("<?xml") and "<svg" in svg

@@ -8,7 +8,7 @@ import sys
 
 from bench.errors import BenchError
 
-SUBCOMMANDS = ("run", "validate", "ls", "plot", "leaderboard", "train-codec")
+SUBCOMMANDS = ("run", "validate", "ls", "plot", "leaderboard", "report", "train-codec")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

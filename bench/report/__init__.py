@@ -15,12 +15,25 @@ from bench.report.ranking import ranking_frame
 from bench.store import Store
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str, path: Path) -> None:
+    """Give a temporary file the mode a plain ``open`` would (mkstemp's is 0600) and move it
+    into place."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -46,7 +59,7 @@ def atomic_write_parquet(path: Path, frame: Any) -> None:
     os.close(fd)
     try:
         frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -84,9 +97,18 @@ def write_costs(folder: Path) -> Path | None:
     return path
 
 
+def load_samples(folder: Path) -> list[dict[str, Any]]:
+    """The decoded sample images the run kept (for the visual grid)."""
+    store = Store(folder / "results.sqlite")
+    try:
+        return store.samples()
+    finally:
+        store.close()
+
+
 def write_plots(folder: Path) -> list[Path]:
     rows, _ = load_rows(folder)
-    return plot_all(rows, folder / "plots")
+    return plot_all(rows, folder / "plots", load_samples(folder))
 
 
 def write_outputs(folder: Path) -> None:

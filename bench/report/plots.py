@@ -9,6 +9,7 @@ legend entry and has hollow markers.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.report.leaderboard import leaderboard_frame  # noqa: E402
@@ -117,7 +119,45 @@ def accuracy_psnr(df: pd.DataFrame, task: str, model: str, dataset: str, out: Pa
     return _save(fig, out / f"accuracy_psnr_{_slug(task, model, dataset)}.png")
 
 
-def plot_all(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+def _three(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The lowest, a middle and the highest rate of a codec's samples (by set bpp)."""
+    points = sorted(points, key=lambda p: p["set_bpp"] if p["set_bpp"] is not None else math.inf)
+    if len(points) <= 3:
+        return points
+    return [points[0], points[len(points) // 2], points[-1]]
+
+
+def visual_grid(samples: list[dict[str, Any]], dataset: str, out: Path) -> Path | None:
+    """One image at three rates per codec (the reference study's Figure 2): the original,
+    then each codec's lowest, middle and highest operating point; each tile's caption is
+    that image's own bpp and PSNR (the set's mean bpp in brackets)."""
+    import io
+
+    from PIL import Image
+
+    here = [s for s in samples if s["dataset"] == dataset]
+    original = next((s for s in here if s["codec"] == ""), None)
+    codecs = sorted({s["codec"] for s in here if s["codec"]})
+    if original is None or not codecs:
+        return None
+    rows = {c: _three([s for s in here if s["codec"] == c]) for c in codecs}
+    cols = 1 + max(len(r) for r in rows.values())
+    fig, axes = plt.subplots(len(codecs), cols, figsize=(2.3 * cols, 2.5 * len(codecs)), squeeze=False)
+    for i, codec in enumerate(codecs):
+        tiles = [(original, "original")] + [
+            (s, f"{codec} @ {s['setting']}\n{s['bpp']:.3f} bpp, {s['psnr']:.1f} dB\n(set: {s['set_bpp']:.3f} bpp)")
+            for s in rows[codec]]
+        for j, ax in enumerate(axes[i]):
+            ax.axis("off")
+            if j < len(tiles):
+                sample, caption = tiles[j]
+                ax.imshow(np.asarray(Image.open(io.BytesIO(sample["png"]))), interpolation="nearest")
+                ax.set_title(caption, fontsize=7)
+    fig.suptitle(f"{dataset}: val image {original['image_id']} at three rates per codec", fontsize=9)
+    return _save(fig, out / f"visual_{_slug(dataset)}.png")
+
+
+def plot_all(rows: list[dict[str, Any]], out: Path, samples: list[dict[str, Any]] | None = None) -> list[Path]:
     df = leaderboard_frame(rows)
     if df.empty:
         return []
@@ -125,4 +165,6 @@ def plot_all(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     paths += [rate_psnr(df, d, out) for d in df[df.scenario == "B"].dataset.unique()]
     paths += [p for key in df[["task", "model", "dataset"]].drop_duplicates().itertuples(index=False)
               if (p := accuracy_psnr(df, *key, out)) is not None]
+    paths += [p for d in dict.fromkeys(s["dataset"] for s in samples or [])
+              if (p := visual_grid(samples or [], d, out)) is not None]
     return paths
