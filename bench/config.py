@@ -157,6 +157,9 @@ class Analysis(Strict):
     anchor: str | None = None
     #: Interpolation of the rate–metric curves (JVET's convention: pchip).
     interpolation: Literal["pchip", "akima", "cubic"] = "pchip"
+    #: Also the fidelity deltas per image (each image's own rate–PSNR and rate–MS-SSIM
+    #: curves), averaged over the images, beside those of the mean curves.
+    per_item: bool = False
 
 
 class Grid(Strict):

@@ -413,6 +413,11 @@ class Workbench:
         }
         if control is not None:
             row["record"]["rate_control"] = control
+        if transcoded is not None:  # for per-image Bjøntegaard deltas (analysis.per_item)
+            bpp = transcoded.bits / np.asarray(transcoded.pixels, dtype=np.float64)
+            row["record"]["per_image"] = {
+                "bpp": [round(float(v), 6) for v in bpp], "psnr": [round(float(v), 4) for v in transcoded.psnr],
+                "ms_ssim": [None if np.isnan(v) else round(float(v), 6) for v in transcoded.ms_ssim]}
         return CellResult(row)
 
 

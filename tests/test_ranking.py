@@ -82,3 +82,23 @@ def test_anchor_choice_and_warnings() -> None:
 
 def test_empty_runs_give_an_empty_table() -> None:
     assert ranking_frame([], {"codecs": [{"codec": "jpeg"}]}).empty
+
+
+def test_per_image_deltas_average_each_images_own() -> None:
+    """``analysis.per_item``: each image's rate–PSNR curve; every image of the test codec at
+    0.8× its anchor rate gives −20 % per image, whatever the mean curves do."""
+    rows = _rows()
+    rng = np.random.default_rng(0)
+    scale = rng.uniform(0.5, 2.0, size=5)  # five images of different complexity
+    for r in rows:
+        if r["scenario"] == "B":
+            base = r["bpp"] / (0.8 if r["codec"] == "neural" else 1.0)
+            r["record"] = {"per_image": {"bpp": list(base * scale * (0.8 if r["codec"] == "neural" else 1.0)),
+                                        "psnr": [r["psnr"] + i for i in range(5)], "ms_ssim": [None] * 5}}
+    grid = {"codecs": [{"codec": "jpeg"}], "analysis": {"per_item": True}}
+    frame = ranking_frame(rows, grid)
+    psnr = frame[(frame.task == "fidelity") & (frame.metric == "psnr")].set_index("codec")
+    assert psnr.loc["neural", "bd_rate_per_image"] == pytest.approx(-20.0, abs=1e-9)
+    assert psnr.loc["jpeg", "bd_rate_per_image"] == pytest.approx(0.0, abs=1e-9)
+    assert frame[(frame.task == "fidelity") & (frame.metric == "ms_ssim")].bd_rate_per_image.isna().all()
+    assert "bd_rate_per_image" not in ranking_frame(rows, {"codecs": [{"codec": "jpeg"}]}).columns

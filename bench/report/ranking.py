@@ -7,7 +7,8 @@ from the real bitstreams); the deltas are ``bench.metrics.bd`` on log10 of that 
 the overlapping range. A codec is compared with the anchor in the same scenario, or,
 where the anchor has no curve there (scenario D of a traditional anchor), with the
 anchor's B curve: the decode-then-infer pipeline it would replace. The fidelity rows
-(``task`` = ``fidelity``) rank the codecs' B images by BD-rate on PSNR and MS-SSIM.
+(``task`` = ``fidelity``) rank the codecs' B images by BD-rate on PSNR and MS-SSIM, and,
+with ``analysis.per_item``, also give the deltas of each image's own curves, averaged.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.metrics.bd import BDResult, bd_metric, bd_rate
+from bench.metrics.bd import BDResult, bd_metric, bd_per_item, bd_rate
 from bench.report.leaderboard import leaderboard_frame
 
 KEYS = ["task", "model", "dataset", "scenario", "metric"]
 COLUMNS = KEYS + ["rank", "codec", "anchor", "bd_rate", "bd_metric", "overlap", "points", "monotonic",
                   "drop_from_A", "recovered_share", "warnings"]
+#: With ``analysis.per_item``, the fidelity rows' deltas per image, averaged.
+PER_IMAGE = ["bd_rate_per_image", "bd_metric_per_image"]
 
 
 def anchor_of(grid: dict[str, Any]) -> str | None:
@@ -80,6 +83,35 @@ def _at_targets(g: pd.DataFrame) -> dict[str, float]:
         out[f"value@{r.target_bpp:g}bpp"] = r.value
         out[f"bpp@{r.target_bpp:g}bpp"] = r.bpp
     return out
+
+
+def _image_curves(g: pd.DataFrame, images: dict[str, Any], y: str) -> list[tuple[list[float], list[float]]] | None:
+    """Each image's own (bpp, metric) curve over the codec's operating points."""
+    points = [images.get(cell) for cell in g.drop_duplicates("bpp").cell]
+    if any(p is None or any(v is None for v in p[y]) for p in points):
+        return None
+    n = len(points[0]["bpp"]) if points else 0
+    if not n or any(len(p["bpp"]) != n for p in points):
+        return None
+    return [([p["bpp"][i] for p in points], [p[y][i] for p in points]) for i in range(n)]
+
+
+def _per_image(anchor: pd.DataFrame, g: pd.DataFrame, images: dict[str, Any], y: str,
+               method: str) -> dict[str, Any]:
+    """BD-rate and BD-metric per image, averaged over the images (``analysis.per_item``)."""
+    a, t = _image_curves(anchor, images, y), _image_curves(g, images, y)
+    if a is None or t is None or len(a) != len(t) or len(a[0][0]) < 2 or len(t[0][0]) < 2:
+        return {}
+    def safe(delta: Any) -> Any:
+        def run(*args: Any, **kw: Any) -> BDResult:
+            try:
+                return delta(*args, **kw)
+            except ValueError as exc:  # an image whose points share a rate: no delta for it
+                return BDResult(math.nan, 0.0, (str(exc),))
+        return run
+
+    rate, metric = bd_per_item(safe(bd_rate), a, t, method), bd_per_item(safe(bd_metric), a, t, method)
+    return {"bd_rate_per_image": rate.value, "bd_metric_per_image": metric.value}
 
 
 def _rank(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -149,14 +181,22 @@ def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFr
             key = dict(task=task, model=model, dataset=dataset, scenario=scenario, metric=metric)
             records += _compare(curves, key, anchor, b_anchor if len(b_anchor) else None, "value", method, extra)
     b = df[df.scenario == "B"].drop_duplicates(["dataset", "codec", "quality", "target_bpp"])
+    per_item = bool((grid.get("analysis") or {}).get("per_item"))
+    images = {r["key"]: r["record"].get("per_image") for r in rows}
     for dataset, sub in b.groupby("dataset", sort=False):
         curves = {c: g for c, g in sub.groupby("codec")}
         for y in ("psnr", "ms_ssim"):
             key = dict(task="fidelity", model="", dataset=dataset, scenario="B", metric=y)
-            records += _compare(curves, key, anchor, None, y, method,
-                                lambda codec, g, y=y: {k: v for k, v in _at_targets(g.assign(value=g[y])).items()})
+
+            def extra(codec: str, g: pd.DataFrame, y: str = y) -> dict[str, Any]:
+                out = dict(_at_targets(g.assign(value=g[y])))
+                if per_item and anchor in curves:
+                    out.update(_per_image(curves[anchor], g, images, y, method))
+                return out
+
+            records += _compare(curves, key, anchor, None, y, method, extra)
     out = pd.DataFrame.from_records(records)
     targets = sorted({c for c in out.columns if "@" in c}, key=lambda c: (float(c.split("@")[1][:-3]), c[0] != "v"))
-    out = out.reindex(columns=COLUMNS + targets)
+    out = out.reindex(columns=COLUMNS + (PER_IMAGE if per_item else []) + targets)
     out["rank"] = out["rank"].astype("Int64")
     return out.reset_index(drop=True)
