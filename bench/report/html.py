@@ -20,7 +20,7 @@ from bench.report import atomic_write_text, load_rows, write_leaderboard, write_
 
 #: Leaderboards longer than this are shown in a (open) collapsible section.
 LONG_TABLE = 40
-PLOT_ORDER = ("rate_accuracy_", "rate_psnr_", "accuracy_psnr_", "visual_")
+PLOT_ORDER = ("rate_accuracy_", "rate_psnr_", "rate_ms_ssim_", "accuracy_psnr_", "visual_")
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -78,7 +78,7 @@ def _plot_key(p: Path) -> tuple[int, str]:
 
 def _caption(p: Path) -> str:
     stem = p.stem
-    for pre, label in (("rate_accuracy_", "Rate–accuracy"), ("rate_psnr_", "Rate–PSNR"),
+    for pre, label in (("rate_accuracy_", "Rate–accuracy"), ("rate_psnr_", "Rate–PSNR"), ("rate_ms_ssim_", "Rate–MS-SSIM"),
                        ("accuracy_psnr_", "Accuracy–PSNR"), ("visual_", "Visual comparison")):
         if stem.startswith(pre):
             return f"{label}: {stem[len(pre):].replace('_', ' · ')}"

@@ -1,4 +1,5 @@
-"""Rate–accuracy, rate–PSNR and accuracy–PSNR plots (matplotlib, PNG and SVG).
+"""Rate–accuracy, rate–PSNR, rate–MS-SSIM and accuracy–PSNR plots and the visual grid
+(matplotlib, PNG and SVG).
 
 Rate–accuracy follows the reference study's Figure 3: scenario A as a horizontal line,
 B dashed, C solid, D (compressed-domain models, one curve per variant) dotted with other
@@ -90,20 +91,30 @@ def rate_accuracy(df: pd.DataFrame, task: str, model: str, dataset: str, out: Pa
     return _save(fig, out / f"rate_accuracy_{_slug(task, model, dataset)}.png")
 
 
-def rate_psnr(df: pd.DataFrame, dataset: str, out: Path) -> Path:
-    sub = df[(df.dataset == dataset) & (df.scenario == "B")].drop_duplicates(["codec", "quality"])
+FIDELITY = {"psnr": ("PSNR", "PSNR (dB, mean of per-image PSNR)"),
+            "ms_ssim": ("MS-SSIM", "MS-SSIM (mean of per-image MS-SSIM)")}
+
+
+def rate_fidelity(df: pd.DataFrame, dataset: str, out: Path, y: str = "psnr") -> Path | None:
+    """Rate–PSNR or rate–MS-SSIM of the codecs' B images (None where the metric is
+    undefined everywhere: MS-SSIM on images under 161 pixels)."""
+    sub = df[(df.dataset == dataset) & (df.scenario == "B") & df[y].notna()]
+    sub = sub.drop_duplicates(["codec", "quality", "target_bpp"])
+    if sub.empty:
+        return None
+    name, axis = FIDELITY[y]
     colours = _colours(list(sub.codec.unique()))
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for codec, g in sub.groupby("codec"):
         g = g.sort_values("bpp")
         suffix, style = _rate_style(g)
-        ax.plot(g.bpp, g.psnr, marker="o", ms=4, color=colours[codec], label=f"{codec}{suffix}", **style)
+        ax.plot(g.bpp, g[y], marker="o", ms=4, color=colours[codec], label=f"{codec}{suffix}", **style)
     ax.set_xlabel("bpp (mean of per-image bpp)")
-    ax.set_ylabel("PSNR (dB, mean of per-image PSNR)")
-    ax.set_title(f"rate–PSNR · {dataset}")
+    ax.set_ylabel(axis)
+    ax.set_title(f"rate–{name} · {dataset}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out / f"rate_psnr_{_slug(dataset)}.png")
+    return _save(fig, out / f"rate_{y}_{_slug(dataset)}.png")
 
 
 def accuracy_psnr(df: pd.DataFrame, task: str, model: str, dataset: str, out: Path) -> Path | None:
@@ -162,7 +173,8 @@ def plot_all(rows: list[dict[str, Any]], out: Path, samples: list[dict[str, Any]
     if df.empty:
         return []
     paths = [rate_accuracy(df, *key, out) for key in df[["task", "model", "dataset"]].drop_duplicates().itertuples(index=False)]
-    paths += [rate_psnr(df, d, out) for d in df[df.scenario == "B"].dataset.unique()]
+    paths += [p for d in df[df.scenario == "B"].dataset.unique() for y in FIDELITY
+              if (p := rate_fidelity(df, d, out, y)) is not None]
     paths += [p for key in df[["task", "model", "dataset"]].drop_duplicates().itertuples(index=False)
               if (p := accuracy_psnr(df, *key, out)) is not None]
     paths += [p for d in dict.fromkeys(s["dataset"] for s in samples or [])
