@@ -165,7 +165,7 @@ class Workbench:
                 self.cache.put_choice(key, cached)
                 self.progress.say(f"rate control: {label} at {target.bpp:g} bpp on {exp.dataset.label()} → quality "
                                   f"{found.quality} ({found.bpp:.4f} bpp{'' if found.within_tolerance else ', outside the tolerance'}; "
-                                  f"{len(found.tried)} qualities tried)")
+                                  f"{len(found.tried)} {'quality' if len(found.tried) == 1 else 'qualities'} tried)")
             self._choices[key] = cached
         return self._choices[key]
 
