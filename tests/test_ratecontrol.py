@@ -210,3 +210,37 @@ def test_scenario_d_needs_one_model_per_target() -> None:
     bad["experiments"][0]["compressed_domain"]["targets_bpp"] = [0.7]
     with pytest.raises(ConfigError, match=r"compressed_domain.targets_bpp\[0\]: no latent codec .* target 0.7 bpp"):
         resolve(parse_grid(bad))
+
+
+def test_scenario_d_at_a_per_dataset_target(tmp_path) -> None:
+    """A D cell at a target trains and tests on the latents of the quality the search chose;
+    its row reports that quality and the achieved rate of those streams."""
+    from pathlib import Path
+
+    from bench.codecs.base import OperatingPoint
+    from bench.config import parse_grid
+    from bench.grid import resolve
+    from bench.runner import RunOptions, run
+    from bench.store import Store
+    from tests.helpers import tiny_grid
+
+    grid = tiny_grid(name="d-target", targets_bpp=[0.6])
+    grid["codecs"] = [{"codec": "bmshj2018-hyperprior", "label": "hp", "weights": "embedded"}]
+    exp = grid["experiments"][0]
+    exp.update(scenarios=["A", "B", "D"], finetune=None,
+               dataset={"name": "shapes", "n_train": 32, "n_val": 16, "size": 32},
+               compressed_domain={"train": {"epochs": 1, "batch_size": 16, "lr": 0.003}})
+    plan = resolve(parse_grid(grid))
+    run(plan, RunOptions(out=Path(tmp_path), workers=1, quiet=True))
+    store = Store(Path(tmp_path) / "d-target" / "results.sqlite")
+    rows = {r["scenario"]: r for r in store.cells()}
+    store.close()
+    b, d = rows["B"], rows["D:aa"]
+    quality = b["record"]["rate_control"]["search"]["quality"]
+    assert d["quality"] == b["quality"] == quality and d["target_bpp"] == 0.6
+    images = _val_images(plan)
+    codec = CODECS.get("bmshj2018-hyperprior")(weights="embedded")
+    streams = codec.encode(images, OperatingPoint(quality))
+    achieved = float(np.mean([8 * len(s) / (im.shape[0] * im.shape[1]) for s, im in zip(streams, images)]))
+    assert d["bpp"] == pytest.approx(achieved) == b["bpp"]
+    assert d["record"]["compressed_domain"]["trained"]
