@@ -38,7 +38,9 @@ class Target:
     tolerance: float = 0.1
 
     def identity(self) -> dict[str, float | str]:
-        return {"bpp": self.bpp, "mode": self.mode, "tolerance": self.tolerance}
+        """What the coded streams depend on: the tolerance only flags the choice (the
+        closest setting is chosen either way), so it is not part of any key."""
+        return {"bpp": self.bpp, "mode": self.mode}
 
     def __str__(self) -> str:
         return f"{self.bpp:g}bpp"

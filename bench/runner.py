@@ -61,6 +61,8 @@ class Counters:
 @dataclass
 class CellResult:
     row: dict[str, Any] = field(default_factory=dict)
+    #: The val set the cell was tested on (not stored: for the visual grid's sample).
+    transcoded: Transcoded | None = None
 
 
 def resolve_device(device: str) -> str:
@@ -384,10 +386,11 @@ class Workbench:
         or the per-image qualities' spread and how many images reached the target."""
         if cell.target is None:
             return cell.quality, None
-        info: dict[str, Any] = cell.target.identity()
+        info: dict[str, Any] = {**cell.target.identity(), "tolerance": cell.target.tolerance}
         if cell.target.mode == "dataset":
             assert cell.codec_label is not None
-            choice = self.choice(cell.exp, cell.codec_label, cell.target)
+            choice = dict(self.choice(cell.exp, cell.codec_label, cell.target))
+            choice["within_tolerance"] = abs(choice["relative_error"]) <= cell.target.tolerance
             return int(choice["quality"]), {**info, "search": choice}
         if transcoded is not None and transcoded.qualities is not None:
             bpp = transcoded.bits / np.asarray(transcoded.pixels, dtype=np.float64)
@@ -418,7 +421,7 @@ class Workbench:
             row["record"]["per_image"] = {
                 "bpp": [round(float(v), 6) for v in bpp], "psnr": [round(float(v), 4) for v in transcoded.psnr],
                 "ms_ssim": [None if np.isnan(v) else round(float(v), 6) for v in transcoded.ms_ssim]}
-        return CellResult(row)
+        return CellResult(row, transcoded)
 
 
 def _needs(bench: Workbench, cell: Cell) -> list[tuple[str, str, Setting]]:
@@ -461,8 +464,8 @@ def _evaluate_stage(bench: Workbench, pending: list[Cell], store: Store, run_id:
             result = scenario.run(bench, cell)
             result.row["record"]["wall_s"] = time.perf_counter() - t0
             store.record({**result.row, "run_id": run_id, "created": time.time()})
-            if cell.scenario == "B":
-                _keep_sample(bench, store, cell)
+            if cell.scenario == "B" and result.transcoded is not None:
+                _keep_sample(bench, store, cell, result.transcoded)
             bench.counters.cells_run += 1
             bar.update()
 
@@ -483,15 +486,14 @@ def _png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _keep_sample(bench: Workbench, store: Store, cell: Cell) -> None:
-    """The first val image, decoded at the cell's operating point (and the original), for
-    the visual grid; a centre crop, so the store stays small."""
+def _keep_sample(bench: Workbench, store: Store, cell: Cell, t: Transcoded) -> None:
+    """The first val image, original and decoded at the cell's operating point, for the
+    visual grid; a centre crop, so the store stays small."""
     assert cell.codec_label is not None
     originals = bench.originals(cell.exp, "val")
-    t = bench.transcoded(cell.exp, "val", cell.codec_label, bench.setting(cell))
-    store.put_sample(cell.dataset, "", "", originals.ids[0], _png(originals.images[0]))
-    store.put_sample(cell.dataset, cell.codec_label, str(cell.setting), originals.ids[0], _png(t.decoded[0]),
-                     float(t.bits[0] / t.pixels[0]), float(t.psnr[0]), t.summary()["bpp"])
+    store.put_sample(cell.key, cell.dataset, cell.codec_label, str(cell.setting), originals.ids[0],
+                     _png(originals.images[0]), _png(t.decoded[0]), float(t.bits[0] / t.pixels[0]),
+                     float(t.psnr[0]), t.summary()["bpp"])
 
 
 def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:

@@ -26,11 +26,11 @@ CREATE TABLE IF NOT EXISTS cells (
     bpp REAL, bpp_total REAL, psnr REAL, ms_ssim REAL, rate_source TEXT, n_images INTEGER NOT NULL,
     metrics TEXT NOT NULL, record TEXT NOT NULL, created REAL NOT NULL, target_bpp REAL
 );
--- one decoded val image per dataset, codec and operating point (codec '' is the original):
--- the visual grid is drawn from these alone
+-- per B cell, its first val image, original and decoded (PNG): the visual grid is drawn
+-- from these alone
 CREATE TABLE IF NOT EXISTS samples (
-    dataset TEXT NOT NULL, codec TEXT NOT NULL, setting TEXT NOT NULL, image_id TEXT NOT NULL,
-    bpp REAL, psnr REAL, set_bpp REAL, png BLOB NOT NULL, PRIMARY KEY (dataset, codec, setting)
+    cell TEXT PRIMARY KEY, dataset TEXT NOT NULL, codec TEXT NOT NULL, setting TEXT NOT NULL,
+    image_id TEXT NOT NULL, original BLOB NOT NULL, png BLOB NOT NULL, bpp REAL, psnr REAL, set_bpp REAL
 );
 """
 
@@ -88,17 +88,23 @@ class Store:
                 values,
             )
 
-    def put_sample(self, dataset: str, codec: str, setting: str, image_id: str, png: bytes,
-                   bpp: float | None = None, psnr: float | None = None, set_bpp: float | None = None) -> None:
-        """One decoded image (PNG) at an operating point; ``bpp`` and ``psnr`` are the
+    SAMPLE_KEYS = ("cell", "dataset", "codec", "setting", "image_id", "original", "png", "bpp", "psnr", "set_bpp")
+
+    def put_sample(self, cell: str, dataset: str, codec: str, setting: str, image_id: str, original: bytes,
+                   png: bytes, bpp: float, psnr: float, set_bpp: float) -> None:
+        """A cell's sample image, original and decoded (PNG); ``bpp`` and ``psnr`` are the
         image's own, ``set_bpp`` the mean over its set (what the curves show)."""
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?)",
-                            (dataset, codec, setting, image_id, _num(bpp), _num(psnr), _num(set_bpp), png))
+            self.db.execute(f"INSERT OR REPLACE INTO samples VALUES ({','.join('?' * len(self.SAMPLE_KEYS))})",
+                            (cell, dataset, codec, setting, image_id, original, png, _num(bpp), _num(psnr),
+                             _num(set_bpp)))
 
-    def samples(self) -> list[dict[str, Any]]:
-        keys = ("dataset", "codec", "setting", "image_id", "bpp", "psnr", "set_bpp", "png")
-        return [dict(zip(keys, r)) for r in self.db.execute(f"SELECT {', '.join(keys)} FROM samples")]
+    def samples(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The samples of the cells ``keys`` (all when None)."""
+        rows = [dict(zip(self.SAMPLE_KEYS, r))
+                for r in self.db.execute(f"SELECT {', '.join(self.SAMPLE_KEYS)} FROM samples")]
+        wanted = set(keys) if keys is not None else None
+        return [r for r in rows if wanted is None or r["cell"] in wanted]
 
     def last_run(self) -> dict[str, Any] | None:
         cur = self.db.execute(

@@ -7,7 +7,7 @@
 #   apt-get install mate-backgrounds lomiri-wallpapers-16.04
 #   scripts/train_embedded_codecs.sh first    # stage-2 λ = 0.0035 and λ = 0.013 runs
 #   scripts/train_embedded_codecs.sh a & scripts/train_embedded_codecs.sh b   # then these
-#   scripts/train_embedded_codecs.sh high     # hyperprior q4, q5: the 0.5-1 bpp end (rate control)
+#   scripts/train_embedded_codecs.sh high     # hyperprior q4-q7: the 0.5-1 bpp end (rate control)
 #
 # INIT (default /tmp/bench-train) keeps copies of the files each run starts from; logs go
 # there too. KODAK (default ../shared/data/kodak) is evaluated after each run and stored in
@@ -52,6 +52,8 @@ case $queue in
     run gmm 0.013 8 "$init/gmm-l0.013.pt" gmm-q3 ;;
   high)  # the scale hyperprior at two higher rates, each from the one below it
     run hyperprior 0.018 12 "$w/hyperprior-q3.pt" hyperprior-q4
-    run hyperprior 0.07 14 "$w/hyperprior-q4.pt" hyperprior-q5 ;;
+    run hyperprior 0.07 14 "$w/hyperprior-q4.pt" hyperprior-q5
+    run hyperprior 0.3 14 "$w/hyperprior-q5.pt" hyperprior-q6
+    run hyperprior 1.0 14 "$w/hyperprior-q6.pt" hyperprior-q7 ;;
   *) echo "unknown queue $queue (first, a, b or high)" >&2; exit 2 ;;
 esac

@@ -102,3 +102,25 @@ def test_per_image_deltas_average_each_images_own() -> None:
     assert psnr.loc["jpeg", "bd_rate_per_image"] == pytest.approx(0.0, abs=1e-9)
     assert frame[(frame.task == "fidelity") & (frame.metric == "ms_ssim")].bd_rate_per_image.isna().all()
     assert "bd_rate_per_image" not in ranking_frame(rows, {"codecs": [{"codec": "jpeg"}]}).columns
+
+
+def test_seeds_are_ranked_apart_and_images_at_one_rate_are_kept() -> None:
+    rows = _rows()
+    other = [{**r, "seed": 1, "key": r["key"] + "s1", "metrics": {"top1": r["metrics"]["top1"] - 0.3}}
+             for r in _rows()]
+    frame = ranking_frame(rows + other, {"codecs": [{"codec": "jpeg"}]})
+    c = frame[(frame.metric == "top1") & (frame.scenario == "C") & (frame.codec == "jpeg")].set_index("seed")
+    # each seed against its own A and B: (0.9-0.3) - B(seed 1) is the same drop as seed 0's
+    assert c.loc[0, "drop_from_A"] == pytest.approx(0.25) and c.loc[1, "drop_from_A"] == pytest.approx(0.25)
+    assert c.loc[0, "recovered_share"] == pytest.approx(0.5) and c.loc[1, "recovered_share"] == pytest.approx(0.5)
+    # per image: an image coded at the same rate by two operating points keeps one point there
+    for r in rows:
+        if r["scenario"] == "B":
+            factor = 0.8 if r["codec"] == "neural" else 1.0
+            second = max(r["bpp"], 0.4 * factor)  # image 1 never goes below 0.4 (× factor)
+            r["record"] = {"per_image": {"bpp": [r["bpp"], second], "psnr": [r["psnr"], max(r["psnr"], 29.0)],
+                                         "ms_ssim": [None, None]}}
+    frame = ranking_frame(rows, {"codecs": [{"codec": "jpeg"}], "analysis": {"per_item": True}})
+    psnr = frame[(frame.task == "fidelity") & (frame.metric == "psnr")].set_index("codec")
+    assert psnr.loc["neural", "per_image_items"] == 2
+    assert psnr.loc["neural", "bd_rate_per_image"] == pytest.approx(-20.0, abs=1e-9)

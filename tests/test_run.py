@@ -65,9 +65,10 @@ def test_outputs_of_a_run(first_run) -> None:
     store = Store(folder / "results.sqlite")
     samples = {(s["codec"], s["setting"]): s for s in store.samples()}
     store.close()
-    assert set(samples) == {("", ""), ("jpeg", "5"), ("jpeg", "80"), ("webp", "10")}
+    assert set(samples) == {("jpeg", "5"), ("jpeg", "80"), ("webp", "10")}
     jpeg5 = samples[("jpeg", "5")]
-    assert jpeg5["image_id"] == samples[("", "")]["image_id"] and jpeg5["bpp"] < samples[("jpeg", "80")]["bpp"]
+    assert jpeg5["image_id"] == samples[("webp", "10")]["image_id"] and jpeg5["bpp"] < samples[("jpeg", "80")]["bpp"]
+    assert jpeg5["original"] == samples[("webp", "10")]["original"] != jpeg5["png"]
     assert jpeg5["set_bpp"] == pytest.approx(lb[(lb.codec == "jpeg") & (lb.quality == 5)].bpp.iloc[0])
     assert (folder / "plots" / "visual_shapes.png").stat().st_size > 10_000
     for png in ("rate_accuracy_classification_tiny-resnet_shapes.png", "rate_psnr_shapes.png"):

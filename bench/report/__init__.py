@@ -98,10 +98,11 @@ def write_costs(folder: Path) -> Path | None:
 
 
 def load_samples(folder: Path) -> list[dict[str, Any]]:
-    """The decoded sample images the run kept (for the visual grid)."""
+    """The sample images the latest run's cells kept (for the visual grid)."""
     store = Store(folder / "results.sqlite")
     try:
-        return store.samples()
+        last = store.last_run()
+        return store.samples(last["cells"]) if last is not None else []
     finally:
         store.close()
 

@@ -147,10 +147,12 @@ def visual_grid(samples: list[dict[str, Any]], dataset: str, out: Path) -> Path 
     from PIL import Image
 
     here = [s for s in samples if s["dataset"] == dataset]
-    original = next((s for s in here if s["codec"] == ""), None)
-    codecs = sorted({s["codec"] for s in here if s["codec"]})
-    if original is None or not codecs:
+    codecs = sorted({s["codec"] for s in here})
+    if not codecs:
         return None
+    # one image per dataset: the originals of its samples (one val set) are the same
+    original = {**here[0], "png": here[0]["original"]}
+    here = list({(s["codec"], s["setting"]): s for s in here}.values())  # B of two experiments: once
     rows = {c: _three([s for s in here if s["codec"] == c]) for c in codecs}
     cols = 1 + max(len(r) for r in rows.values())
     fig, axes = plt.subplots(len(codecs), cols, figsize=(2.3 * cols, 2.5 * len(codecs)), squeeze=False)

@@ -22,11 +22,11 @@ import pandas as pd
 from bench.metrics.bd import BDResult, bd_metric, bd_per_item, bd_rate
 from bench.report.leaderboard import leaderboard_frame
 
-KEYS = ["task", "model", "dataset", "scenario", "metric"]
+KEYS = ["task", "model", "dataset", "seed", "scenario", "metric"]
 COLUMNS = KEYS + ["rank", "codec", "anchor", "bd_rate", "bd_metric", "overlap", "points", "monotonic",
                   "drop_from_A", "recovered_share", "warnings"]
 #: With ``analysis.per_item``, the fidelity rows' deltas per image, averaged.
-PER_IMAGE = ["bd_rate_per_image", "bd_metric_per_image"]
+PER_IMAGE = ["bd_rate_per_image", "bd_metric_per_image", "per_image_items"]
 
 
 def anchor_of(grid: dict[str, Any]) -> str | None:
@@ -93,14 +93,18 @@ def _image_curves(g: pd.DataFrame, images: dict[str, Any], y: str) -> list[tuple
     n = len(points[0]["bpp"]) if points else 0
     if not n or any(len(p["bpp"]) != n for p in points):
         return None
-    return [([p["bpp"][i] for p in points], [p[y][i] for p in points]) for i in range(n)]
+    curves = []
+    for i in range(n):  # one point per rate: an image can sit at the same quality for two targets
+        by_rate = dict(sorted((p["bpp"][i], p[y][i]) for p in points))
+        curves.append((list(by_rate), list(by_rate.values())))
+    return curves
 
 
 def _per_image(anchor: pd.DataFrame, g: pd.DataFrame, images: dict[str, Any], y: str,
                method: str) -> dict[str, Any]:
     """BD-rate and BD-metric per image, averaged over the images (``analysis.per_item``)."""
     a, t = _image_curves(anchor, images, y), _image_curves(g, images, y)
-    if a is None or t is None or len(a) != len(t) or len(a[0][0]) < 2 or len(t[0][0]) < 2:
+    if a is None or t is None or len(a) != len(t):
         return {}
     def safe(delta: Any) -> Any:
         def run(*args: Any, **kw: Any) -> BDResult:
@@ -111,7 +115,9 @@ def _per_image(anchor: pd.DataFrame, g: pd.DataFrame, images: dict[str, Any], y:
         return run
 
     rate, metric = bd_per_item(safe(bd_rate), a, t, method), bd_per_item(safe(bd_metric), a, t, method)
-    return {"bd_rate_per_image": rate.value, "bd_metric_per_image": metric.value}
+    used = sum(math.isfinite(safe(bd_rate)(*ai, *ti, method=method).value) for ai, ti in zip(a, t))
+    return {"bd_rate_per_image": rate.value, "bd_metric_per_image": metric.value, "per_image_items": used,
+            "_per_image_warnings": [f"per image: {w}" for w in rate.warnings]}
 
 
 def _rank(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,8 +157,14 @@ def _compare(curves: dict[str, pd.DataFrame], key: dict[str, Any], anchor: str, 
                          for name, d in (("BD-rate", rate), ("BD-metric", metric)) for w in d.warnings]
                 rec.update(bd_rate=rate.value, bd_metric=metric.value, overlap=rate.overlap,
                            warnings="; ".join(dict.fromkeys(notes)))
+        if base is not None and base is not g and set(base.rate_source.dropna()) != set(g.rate_source.dropna()):
+            rec["warnings"] = "; ".join(filter(None, [rec["warnings"], "the curves' rates come from different "
+                                                      f"sources ({', '.join(sorted(set(base.rate_source.dropna()) | set(g.rate_source.dropna())))})"]))
         if extra is not None:
-            rec.update(extra(codec, g))
+            more = extra(codec, g)
+            notes = more.pop("_per_image_warnings", [])
+            rec.update(more)
+            rec["warnings"] = "; ".join(filter(None, [rec["warnings"], *notes]))
         records.append(rec)
     return _rank(records)
 
@@ -165,7 +177,8 @@ def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFr
     if df.empty or anchor is None:
         return pd.DataFrame(columns=COLUMNS)
     records: list[dict[str, Any]] = []
-    for (task, model, dataset, metric), group in df.groupby(["task", "model", "dataset", "metric"], sort=False):
+    for (task, model, dataset, seed, metric), group in df.groupby(["task", "model", "dataset", "seed", "metric"],
+                                                                  sort=False):
         a = group[group.scenario == "A"].value
         reference = float(a.iloc[0]) if len(a) and pd.notna(a.iloc[0]) else None
         coded = group[(group.scenario != "A") & group.value.notna()]
@@ -178,15 +191,15 @@ def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFr
                 drop, share = _recovery(group, scenario, codec, reference)
                 return {"drop_from_A": drop, "recovered_share": share, **_at_targets(g)}
 
-            key = dict(task=task, model=model, dataset=dataset, scenario=scenario, metric=metric)
+            key = dict(task=task, model=model, dataset=dataset, seed=seed, scenario=scenario, metric=metric)
             records += _compare(curves, key, anchor, b_anchor if len(b_anchor) else None, "value", method, extra)
-    b = df[df.scenario == "B"].drop_duplicates(["dataset", "codec", "quality", "target_bpp"])
+    b = df[df.scenario == "B"].drop_duplicates(["dataset", "seed", "codec", "quality", "target_bpp"])
     per_item = bool((grid.get("analysis") or {}).get("per_item"))
     images = {r["key"]: r["record"].get("per_image") for r in rows}
-    for dataset, sub in b.groupby("dataset", sort=False):
+    for (dataset, seed), sub in b.groupby(["dataset", "seed"], sort=False):
         curves = {c: g for c, g in sub.groupby("codec")}
         for y in ("psnr", "ms_ssim"):
-            key = dict(task="fidelity", model="", dataset=dataset, scenario="B", metric=y)
+            key = dict(task="fidelity", model="", dataset=dataset, seed=seed, scenario="B", metric=y)
 
             def extra(codec: str, g: pd.DataFrame, y: str = y) -> dict[str, Any]:
                 out = dict(_at_targets(g.assign(value=g[y])))
