@@ -210,6 +210,7 @@ def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFr
             records += _compare(curves, key, anchor, None, y, method, extra)
     out = pd.DataFrame.from_records(records)
     targets = sorted({c for c in out.columns if "@" in c}, key=lambda c: (float(c.split("@")[1][:-3]), c[0] != "v"))
-    out = out.reindex(columns=COLUMNS + (PER_IMAGE if per_item else []) + targets)
+    first = [c for c in COLUMNS if c != "warnings"]
+    out = out.reindex(columns=first + (PER_IMAGE if per_item else []) + targets + ["warnings"])
     out["rank"] = out["rank"].astype("Int64")
     return out.reset_index(drop=True)
