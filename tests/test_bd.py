@@ -62,3 +62,16 @@ def test_per_item_deltas_are_averaged() -> None:
     assert apart.value == pytest.approx(2.0) and any("1 of 2 items have no delta" in w for w in apart.warnings)
     with pytest.raises(ValueError, match="same, non-zero number of items"):
         bd_per_item(bd_rate, [ANCHOR], [])
+
+
+def test_bd_rate_with_a_saturated_metric_keeps_the_lowest_rate_per_value() -> None:
+    """Task metrics saturate (100 % agreement at the two highest rates): BD-rate integrates
+    over the metric axis, so equal values keep their lowest rate, and the merge is noted."""
+    rate = np.array([0.2, 0.4, 0.8, 1.6])
+    acc = np.array([0.7, 0.9, 1.0, 1.0])
+    got = bd_rate(rate, acc, rate / 2, acc)
+    assert got.value == pytest.approx(-50.0, abs=1e-9)
+    assert any("1 point(s) with the same metric as a lower rate left out" in w for w in got.warnings)
+    assert got.value == pytest.approx(bd_rate(rate[:3], acc[:3], rate[:3] / 2, acc[:3]).value, abs=1e-12)
+    with pytest.raises(ValueError, match="at least 2 points with different metric values"):
+        bd_rate(rate, [1.0, 1.0, 1.0, 1.0], rate, acc)

@@ -76,14 +76,28 @@ def _delta(x_a: np.ndarray, y_a: np.ndarray, x_t: np.ndarray, y_t: np.ndarray, m
     return BDResult(float(avg), overlap, tuple(notes))
 
 
+def _by_metric(metric: np.ndarray, rate: np.ndarray, name: str, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The curve as log-rate over the metric, for BD-rate's integral. Points with the same
+    metric (a task metric that saturates: 100 % agreement at two rates) keep the lowest rate,
+    the one a codec would be run at, and the merge is noted."""
+    order = np.lexsort((rate, metric))
+    metric, rate = metric[order], rate[order]
+    keep = np.concatenate([[True], np.diff(metric) > 0])
+    if not keep.all():
+        notes.append(f"{name}: {int((~keep).sum())} point(s) with the same metric as a lower rate left out of BD-rate")
+    if keep.sum() < 2:
+        raise ValueError(f"{name}: needs at least 2 points with different metric values for BD-rate")
+    return metric[keep], np.log10(rate[keep])
+
+
 def bd_rate(anchor_rate: Sequence[float], anchor_metric: Sequence[float], test_rate: Sequence[float],
             test_metric: Sequence[float], method: Method = "pchip") -> BDResult:
     """Average rate difference of ``test`` against ``anchor`` at equal metric, in percent
     (negative: the test codec needs less rate)."""
     ra, ma, na = _curve(anchor_rate, anchor_metric, "anchor")
     rt, mt, nt = _curve(test_rate, test_metric, "test")
-    oa, ot = np.argsort(ma), np.argsort(mt)  # integrate over the metric axis
-    d = _delta(ma[oa], np.log10(ra[oa]), mt[ot], np.log10(rt[ot]), method, na + nt)
+    (ma, la), (mt, lt) = _by_metric(ma, ra, "anchor", na), _by_metric(mt, rt, "test", nt)
+    d = _delta(ma, la, mt, lt, method, na + nt)
     return BDResult((10**d.value - 1) * 100 if math.isfinite(d.value) else math.nan, d.overlap, d.warnings)
 
 
