@@ -60,7 +60,7 @@ def test_report_is_self_contained(folder: Path) -> None:
     assert "@import" not in page and "url(" not in page
 
 
-def test_ranking_first_and_missing_outputs_rebuilt(folder: Path, tmp_path: Path) -> None:
+def test_plots_then_ranking_and_missing_outputs_rebuilt(folder: Path, tmp_path: Path) -> None:
     copy = tmp_path / "tiny"
     shutil.copytree(folder, copy)
     shutil.rmtree(copy / "plots")
@@ -71,7 +71,7 @@ def test_ranking_first_and_missing_outputs_rebuilt(folder: Path, tmp_path: Path)
     assert (copy / "leaderboard.csv").is_file() and list((copy / "plots").glob("*.png"))
     assert page.count("data:image/png;base64,") == len(list((copy / "plots").glob("*.png")))
     ranking = page.index("Ranking (Bjøntegaard deltas against the anchor)")
-    assert ranking < page.index("<h2>Plots") < page.index("<h2>Leaderboard")
+    assert page.index("<h2>Plots") < ranking < page.index("<h2>Leaderboard")  # curves before tables
     assert "<td>12.35</td>" in page
 
 

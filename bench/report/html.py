@@ -125,8 +125,8 @@ def render(folder: Path) -> str:
         f"finished {_when(run.get('finished'))}; {len(run.get('cells') or [])} cells. "
         f"Folder <code>{escape(str(folder))}</code>.</p>",
         f"<p class=\"note\">{escape(HOW_TO_READ)}</p>",
+        _plots(pngs),  # curves first: readers look at them before the tables
         _csv_section(folder / "ranking.csv", "Ranking (Bjøntegaard deltas against the anchor)"),
-        _plots(pngs),
         _csv_section(folder / "leaderboard.csv", "Leaderboard"),
         _csv_section(folder / "costs.csv", "Costs (scenario D)"),
         "<h2>Settings (grid)</h2>\n<pre>" + escape(yaml.safe_dump(run.get("grid") or {}, sort_keys=False)) + "</pre>",
