@@ -42,6 +42,7 @@ def test_outputs_of_a_run(first_run) -> None:
     assert summary["trainings"] == 1 + 3  # A, then one finetune per operating point
     assert summary["encodes"] == 3 * (60 + 30)  # train and val once per operating point
     assert json.loads((folder / "summary.json").read_text()) == summary
+    assert "data:image/png;base64," in (folder / "report.html").read_text()  # the run writes its page
     for key in ("cells_total", "cells_run", "cells_skipped", "encodes", "trainings", "wall_s"):
         assert key in summary
 

@@ -40,5 +40,6 @@ def main(args: argparse.Namespace) -> int:
                                    workers=args.workers, force=args.force, quiet=args.quiet, argv=sys.argv))
     folder = run_dir(args.out, plan.grid.name)
     print(json.dumps(summary, indent=2))
-    print(f"outputs: {folder}/leaderboard.csv, {folder}/plots/, {folder}/summary.json")
+    print(f"outputs: {folder}/report.html (the page: plots, ranking, leaderboard, settings), leaderboard.csv, "
+          "ranking.csv (and .parquet), plots/, summary.json")
     return 0

@@ -113,10 +113,13 @@ def write_plots(folder: Path) -> list[Path]:
 
 
 def write_outputs(folder: Path) -> None:
+    from bench.report.html import write_report
+
     write_leaderboard(folder)
     write_ranking(folder)
     write_costs(folder)
     write_plots(folder)
+    write_report(folder)
 
 
 def write_summary(folder: Path, summary: dict[str, Any]) -> None:
