@@ -234,6 +234,8 @@ def _operating_point_problems(raw: dict[str, Any]) -> list[str]:
 
 def parse_grid(raw: Any, source: str = "grid") -> Grid:
     """Structural validation of an already-parsed grid document."""
+    if raw is None:
+        raise ConfigError(["<top>: the grid is empty"], source)
     if not isinstance(raw, dict):
         raise ConfigError([f"<top>: expected a mapping of keys, got {type(raw).__name__}"], source)
     problems = _operating_point_problems(raw)
