@@ -81,3 +81,26 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path: Path) -> None:
     # no half-written cache entry left where a reader would take it
     for entry in (out / "cache" / "transcode").glob("*/*"):
         assert entry.name.startswith(".") or (entry / "meta.json").is_file(), entry
+
+
+def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+    grid = write_grid(tmp_path / "grid.yaml", tiny_grid())
+    out = tmp_path / "out"
+    proc = _bench(grid, out)
+    deadline = time.monotonic() + 300
+    while not _rows(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the first cell is stored
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    err = proc.stderr.read().decode()
+    assert "bench: interrupted; finished cells are stored. Run the same command again to resume." in err
+    assert "Traceback" not in err
+    stored = {r[0] for r in _rows(out)}
+    assert 1 <= len(stored) < 7
+    con = sqlite3.connect(out / "tiny" / "results.sqlite")
+    assert con.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    con.close()
+    resumed = _bench(grid, out)
+    assert resumed.wait(timeout=600) == 0
+    assert stored < {r[0] for r in _rows(out)} and len(_rows(out)) == 7
