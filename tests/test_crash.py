@@ -59,7 +59,9 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path: Path) -> None:
     while True:
         proc = _bench(grid, out)
         try:
-            proc.wait(timeout=rng.uniform(0.2, 0.9) * full)  # a random moment of the run
+            # a random moment within the first half of an uninterrupted run's time: several kills
+            # land before the resumed runs, which skip the finished work, get through
+            proc.wait(timeout=rng.uniform(0.1, 0.5) * full)
             assert proc.returncode == 0, proc.stderr.read().decode()
             break
         except subprocess.TimeoutExpired:
@@ -71,7 +73,7 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path: Path) -> None:
         assert len(keys) == len(set(keys))  # no duplicate row
         assert seen <= set(keys)  # no finished cell lost
         seen = set(keys)
-        assert kills < 12, "the run never finished between kills"
+        assert kills < 30, "the run never finished between kills"
     assert kills >= 1
     print(f"seed {SEED}: {kills} kills, uninterrupted run {full:.1f} s")
     rows = _rows(out)
