@@ -21,6 +21,8 @@ from tests.helpers import tiny_grid, write_grid
 #: The kill moments' seed (``BENCH_CRASH_SEED=N pytest tests/test_crash.py`` repeats the test
 #: with other moments; scripts/crash_loop.sh runs ten in a row).
 SEED = int(os.environ.get("BENCH_CRASH_SEED", "0"))
+#: Kills before the run is left to finish.
+KILLS = 5
 
 
 def _bench(grid: Path, out: Path) -> subprocess.Popen[bytes]:
@@ -59,9 +61,10 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path: Path) -> None:
     while True:
         proc = _bench(grid, out)
         try:
-            # a random moment within the first half of an uninterrupted run's time: several kills
-            # land before the resumed runs, which skip the finished work, get through
-            proc.wait(timeout=rng.uniform(0.1, 0.5) * full)
+            # up to KILLS random moments, each within an uninterrupted run's time; then the run
+            # is left to finish (kills that always came before the slowest step, the A
+            # training, would never let it through)
+            proc.wait(timeout=rng.uniform(0.1, 0.7) * full if kills < KILLS else 600)
             assert proc.returncode == 0, proc.stderr.read().decode()
             break
         except subprocess.TimeoutExpired:
@@ -73,7 +76,6 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path: Path) -> None:
         assert len(keys) == len(set(keys))  # no duplicate row
         assert seen <= set(keys)  # no finished cell lost
         seen = set(keys)
-        assert kills < 30, "the run never finished between kills"
     assert kills >= 1
     print(f"seed {SEED}: {kills} kills, uninterrupted run {full:.1f} s")
     rows = _rows(out)
