@@ -124,7 +124,9 @@ class Workbench:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            # wait for the chunks already running (queued ones are cancelled): a pool left
+            # behind breaks its exit handler with "Bad file descriptor" on an interrupt
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     # -- data -------------------------------------------------------------------------
