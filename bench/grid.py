@@ -116,6 +116,8 @@ class Plan:
     grid: Grid
     experiments: list[ResolvedExperiment]
     cells: list[Cell]
+    #: Where the grid came from (its file), for messages.
+    source: str = "grid"
 
 
 def stable_hash(obj: Any, n: int = 20) -> str:
@@ -306,4 +308,4 @@ def resolve(grid: Grid, source: str = "grid") -> Plan:
         seen[c.key] = c
     if problems:
         raise ConfigError(problems, source)
-    return Plan(grid, experiments, cells)
+    return Plan(grid, experiments, cells, source)

@@ -6,6 +6,7 @@ import copy
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from bench.domain.nets import latent_network
 from bench.domain.joint import train_joint
 from bench.domain.train import LatentSet, Transfer, evaluate_latent, latent_set, train_latent
 from bench.errors import BenchError
+from bench.executors import EXECUTORS, RayExecutor, cell_threads
 from bench.grid import CELL_SCHEMA, Cell, Plan, ResolvedExperiment, stable_hash
 from bench.progress import Progress
 from bench.provenance import provenance
@@ -46,6 +48,13 @@ class RunOptions:
     force: bool = False
     quiet: bool = False
     argv: list[str] | None = None
+    #: ``local`` (this machine's process pool) or ``ray`` (bench.executors).
+    executor: str = "local"
+    #: A Ray cluster's address (``ray`` only; none: a Ray instance on this machine).
+    address: str | None = None
+    #: Torch threads per cell (the CPUs a Ray cell task asks for); None: torch's default.
+    #: Float results depend on it: runs compare exactly only at the same value.
+    cell_threads: int | None = None
 
 
 @dataclass
@@ -107,11 +116,14 @@ Setting = int | Target
 class Workbench:
     """What scenarios draw on: originals, cached transcodes and (cached) trained models."""
 
-    def __init__(self, plan: Plan, cache: Cache, device: str, workers: int, force: bool, progress: Progress) -> None:
+    def __init__(self, plan: Plan, cache: Cache, device: str, workers: int, force: bool, progress: Progress,
+                 pool_factory: Callable[[int], Any] = make_pool) -> None:
         self.plan, self.cache, self.device, self.force, self.progress = plan, cache, device, force, progress
         self.counters = Counters()
         self.workers = workers
         self._pool = None
+        self._pool_factory = pool_factory
+        self._fresh_models: set[str] = set()  # trained in this run (honours --force once)
         self._originals: dict[tuple[int, str], ImageSet] = {}
         self._references: dict[int, tuple[nn.Module, Any]] = {}
         self._fresh: set[str] = set()  # transcodes made in this run (honours --force once)
@@ -145,7 +157,7 @@ class Workbench:
     # -- rate control -----------------------------------------------------------------
     def _ensure_pool(self) -> None:
         if self._pool is None and self.workers > 1:
-            self._pool = make_pool(self.workers)
+            self._pool = self._pool_factory(self.workers)
 
     def choice(self, exp: ResolvedExperiment, label: str, target: Target) -> dict[str, Any]:
         """A per-dataset target's quality: searched on the val split (the images the cells
@@ -230,7 +242,7 @@ class Workbench:
 
     # -- models -----------------------------------------------------------------------
     def _train(self, exp: ResolvedExperiment, net: nn.Module, images: list[np.ndarray], schedule: Any, key: str) -> None:
-        if self.cache.has_model(key) and not self.force:
+        if self.cache.has_model(key) and (not self.force or key in self._fresh_models):
             net.load_state_dict(self.cache.get_model(key))
             return
         t0 = time.perf_counter()
@@ -238,6 +250,7 @@ class Workbench:
         self.counters.trainings += 1
         self.progress.say(f"trained {exp.model_label} on {len(images)} images in {time.perf_counter() - t0:.1f} s")
         self.cache.put_model(key, {k: v.detach().cpu() for k, v in net.state_dict().items()})
+        self._fresh_models.add(key)
 
     def reference_model(self, exp: ResolvedExperiment) -> tuple[nn.Module, Any]:
         """The scenario-A model (trained from scratch, or pretrained) and the references."""
@@ -457,21 +470,37 @@ def _transcode_stage(bench: Workbench, pending: list[Cell]) -> None:
         bench.make_transcodes(list(todo.values()), bar)
 
 
+def compute_cell(bench: Workbench, cell: Cell) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One cell's row and, for scenario B, its sample images (what the store keeps)."""
+    scenario = next(s for s in cell.exp.scenarios if s.name == cell.scenario)
+    t0 = time.perf_counter()
+    result = scenario.run(bench, cell)
+    result.row["record"]["wall_s"] = time.perf_counter() - t0
+    sample = None
+    if cell.scenario == "B" and result.transcoded is not None:
+        sample = _sample(bench, cell, result.transcoded)
+    return result.row, sample
+
+
+def _recorder(bench: Workbench, store: Store, run_id: str) -> Callable[[dict[str, Any], dict[str, Any] | None], None]:
+    def record(row: dict[str, Any], sample: dict[str, Any] | None) -> None:
+        store.record({**row, "run_id": run_id, "created": time.time()})
+        if sample is not None:
+            store.put_sample(**sample)
+        bench.counters.cells_run += 1
+
+    return record
+
+
 def _evaluate_stage(bench: Workbench, pending: list[Cell], store: Store, run_id: str) -> None:
-    order = {"A": 0, "B": 1, "C": 2, "D": 3}
+    record = _recorder(bench, store, run_id)
     with bench.progress.bar(len(pending), "cells", "cells") as bar:
-        for cell in sorted(pending, key=lambda c: (c.exp.index, order.get(c.scenario, 9))):
-            scenario = next(s for s in cell.exp.scenarios if s.name == cell.scenario)
-            t0 = time.perf_counter()
-            result = scenario.run(bench, cell)
-            result.row["record"]["wall_s"] = time.perf_counter() - t0
-            store.record({**result.row, "run_id": run_id, "created": time.time()})
-            if cell.scenario == "B" and result.transcoded is not None:
-                _keep_sample(bench, store, cell, result.transcoded)
-            bench.counters.cells_run += 1
+        for cell in sorted(pending, key=lambda c: (c.exp.index, SCENARIO_ORDER.get(c.scenario, 9))):
+            record(*compute_cell(bench, cell))
             bar.update()
 
 
+SCENARIO_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
 #: Longest side of the stored sample images (a centre crop of larger images).
 SAMPLE_SIDE = 256
 
@@ -488,27 +517,44 @@ def _png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _keep_sample(bench: Workbench, store: Store, cell: Cell, t: Transcoded) -> None:
+def _sample(bench: Workbench, cell: Cell, t: Transcoded) -> dict[str, Any]:
     """The first val image, original and decoded at the cell's operating point, for the
     visual grid; a centre crop, so the store stays small."""
     assert cell.codec_label is not None
     originals = bench.originals(cell.exp, "val")
-    store.put_sample(cell.key, cell.dataset, cell.codec_label, str(cell.setting), originals.ids[0],
-                     _png(originals.images[0]), _png(t.decoded[0]), float(t.bits[0] / t.pixels[0]),
-                     float(t.psnr[0]), t.summary()["bpp"])
+    return {"cell": cell.key, "dataset": cell.dataset, "codec": cell.codec_label, "setting": str(cell.setting),
+            "image_id": originals.ids[0], "original": _png(originals.images[0]), "png": _png(t.decoded[0]),
+            "bpp": float(t.bits[0] / t.pixels[0]), "psnr": float(t.psnr[0]), "set_bpp": t.summary()["bpp"]}
 
 
 def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:
     """Run every pending cell of ``plan``; return the run summary (also in ``summary.json``)."""
     t0 = time.perf_counter()
-    device = resolve_device(opts.device)
+    if opts.executor not in EXECUTORS:
+        raise BenchError(f"--executor {opts.executor}: expected one of {', '.join(EXECUTORS)}")
+    if opts.cell_threads is not None and opts.cell_threads < 1:
+        raise BenchError(f"--cell-threads {opts.cell_threads}: must be at least 1")
+    if opts.address is not None and opts.executor != "ray":
+        raise BenchError(f"--address {opts.address}: only --executor ray connects to a cluster")
+    if opts.executor == "local":
+        device = resolve_device(opts.device)
     folder = run_dir(opts.out, plan.grid.name)
     ensure_writable(folder)
     cache = Cache(opts.cache_dir or Path(opts.out) / "cache")
     ensure_writable(cache.root)
     progress = Progress(opts.quiet)
+    ray = RayExecutor(opts) if opts.executor == "ray" else None
+    if ray is not None:
+        try:  # the cells' device is the cluster's; the driver only transcodes, on CPU workers
+            device = ray.device(opts.device)
+        except BaseException:
+            ray.close()
+            raise
     store = Store(folder / "results.sqlite")
-    bench = Workbench(plan, cache, device, opts.workers, opts.force, progress)
+    if ray is None:
+        bench = Workbench(plan, cache, device, opts.workers, opts.force, progress)
+    else:
+        bench = Workbench(plan, cache, "cpu", max(opts.workers, 2), opts.force, progress, ray.pool)
     run_id = uuid.uuid4().hex[:12]
     done = set() if opts.force else store.finished_keys()
     pending = [c for c in plan.cells if c.key not in done]
@@ -518,10 +564,18 @@ def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:
     store.begin_run(run_id, plan.grid.name, plan.grid.model_dump(mode="json"), [c.key for c in plan.cells],
                     provenance(device, opts.argv))
     status = "failed"
+    threads = torch.get_num_threads()
     try:
         _prepare(bench, pending)
-        _transcode_stage(bench, pending)
-        _evaluate_stage(bench, pending, store, run_id)
+        if ray is None:
+            _transcode_stage(bench, pending)
+            torch.set_num_threads(cell_threads(opts))
+            _evaluate_stage(bench, pending, store, run_id)
+        else:
+            job = ray.job(bench, plan, run_id, device)
+            ray.start_references(bench, pending, job)
+            _transcode_stage(bench, pending)
+            ray.evaluate(bench, pending, store, run_id, job, _recorder(bench, store, run_id))
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -531,6 +585,9 @@ def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:
             store.end_run(run_id, status, {**asdict(bench.counters), "status": status})
             store.close()
         bench.close()
+        if ray is not None:
+            ray.close()
+        torch.set_num_threads(threads)
     from bench.report import write_outputs, write_summary
 
     write_outputs(folder)
