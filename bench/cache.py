@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 import uuid
+import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,74 @@ import torch
 from bench.metrics.rate import mean_bpp, total_bpp
 
 
+class LazyDecoded(Sequence[np.ndarray]):
+    """A cached set's decoded images, read from its ``decoded.npz`` one by one when used."""
+
+    def __init__(self, path: Path, n: int) -> None:
+        self.path, self.n = path, n
+        self._npz: Any = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _get(self, i: int) -> np.ndarray:
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        if self._npz is None:
+            self._npz = np.load(self.path)
+        return self._npz[f"i{i % self.n:07d}"]
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self._get(j) for j in range(*i.indices(self.n))]
+        return self._get(i)
+
+    def __del__(self) -> None:
+        if self._npz is not None:
+            self._npz.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "n": self.n, "_npz": None}
+
+
+class LazyStreams(Sequence[bytes]):
+    """A cached set's bitstreams, read from its ``streams.bin`` when used."""
+
+    def __init__(self, path: Path, offsets: list[int]) -> None:
+        self.path, self.offsets = path, offsets
+        self.lengths = [b - a for a, b in zip(offsets, offsets[1:])]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int | slice) -> Any:
+        idx = range(len(self))[i]
+        if isinstance(idx, int):
+            idx = range(idx, idx + 1)
+        if len(idx) == 0:
+            return []
+        lo, hi = self.offsets[idx.start], self.offsets[idx[-1] + 1]
+        with open(self.path, "rb") as f:
+            f.seek(lo)
+            blob = f.read(hi - lo) if idx.step == 1 else None
+            if blob is None:  # a strided slice: one read per stream
+                out = []
+                for j in idx:
+                    f.seek(self.offsets[j])
+                    out.append(f.read(self.lengths[j]))
+            else:
+                out = [blob[self.offsets[j] - lo : self.offsets[j + 1] - lo] for j in idx]
+        return out if isinstance(i, slice) else out[0]
+
+
 @dataclass
 class Transcoded:
-    """One image set through one codec at one operating point, with per-image records."""
+    """One image set through one codec at one operating point, with per-image records.
+    Read from the cache, its decoded images and streams are read from disk on use."""
 
     key: str
-    decoded: list[np.ndarray]
-    streams: list[bytes]
+    decoded: Sequence[np.ndarray]
+    streams: Sequence[bytes]
     heights: np.ndarray
     widths: np.ndarray
     psnr: np.ndarray
@@ -46,7 +109,8 @@ class Transcoded:
 
     @property
     def n_bytes(self) -> list[int]:
-        return [len(s) for s in self.streams]
+        lengths = getattr(self.streams, "lengths", None)
+        return list(lengths) if lengths is not None else [len(s) for s in self.streams]
 
     @property
     def pixels(self) -> list[int]:
@@ -82,6 +146,53 @@ def _commit_dir(tmp: Path, final: Path) -> None:
             raise
 
 
+class TranscodeWriter:
+    """A transcode entry written chunk by chunk (nothing of a set is held in memory), made
+    visible by one rename at ``commit``; ``abort`` (or a crash) leaves only a temporary
+    folder no reader looks at."""
+
+    def __init__(self, final: Path, key: str, info: dict[str, Any]) -> None:
+        self.final, self.key, self.info = final, key, info
+        self.tmp = _atomic_dir(final)
+        self._streams = open(self.tmp / "streams.bin", "wb")
+        self._zip = zipfile.ZipFile(self.tmp / "decoded.npz", "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        self.n = 0
+        self.meta: dict[str, list[Any]] = {k: [] for k in ("heights", "widths", "psnr", "ms_ssim", "encode_s",
+                                                            "decode_s", "bits", "qualities")}
+        self.offsets = [0]
+
+    def add(self, decoded: Sequence[np.ndarray], streams: Sequence[bytes], **per_image: Sequence[Any]) -> None:
+        """One chunk, in order: its decoded images, streams and per-image records."""
+        for im, s in zip(decoded, streams, strict=True):
+            with self._zip.open(f"i{self.n:07d}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(im), allow_pickle=False)
+            self._streams.write(s)
+            self.offsets.append(self.offsets[-1] + len(s))
+            self.meta["heights"].append(int(im.shape[0]))
+            self.meta["widths"].append(int(im.shape[1]))
+            self.n += 1
+        for k, values in per_image.items():
+            if values is not None:
+                self.meta[k].extend(float(v) if k != "qualities" else int(v) for v in values)
+
+    def commit(self, rate_source: str) -> None:
+        self._streams.close()
+        self._zip.close()
+        qualities = self.meta.pop("qualities")
+        meta = {"info": self.info, "offsets": self.offsets, **self.meta, "rate_source": rate_source,
+                "ms_ssim": [None if np.isnan(v) else v for v in self.meta["ms_ssim"]],
+                "qualities": qualities if qualities else None}
+        (self.tmp / "meta.json").write_text(json.dumps(meta))
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        _commit_dir(self.tmp, self.final)
+
+    def abort(self) -> None:
+        self._streams.close()
+        self._zip.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 class Cache:
     """The cache root: ``transcode/``, ``models/`` and ``datasets/`` below it."""
 
@@ -95,39 +206,26 @@ class Cache:
     def has_transcode(self, key: str) -> bool:
         return (self._transcode_dir(key) / "meta.json").is_file()
 
+    def transcode_writer(self, key: str, info: dict[str, Any]) -> TranscodeWriter:
+        return TranscodeWriter(self._transcode_dir(key), key, info)
+
     def put_transcode(self, t: Transcoded, info: dict[str, Any]) -> None:
-        final = self._transcode_dir(t.key)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp = _atomic_dir(final)
+        writer = self.transcode_writer(t.key, info)
         try:
-            offsets = np.cumsum([0] + t.n_bytes).tolist()
-            (tmp / "streams.bin").write_bytes(b"".join(t.streams))
-            np.savez(tmp / "decoded.npz", **{f"i{i:07d}": im for i, im in enumerate(t.decoded)})
-            meta = {
-                "info": info, "offsets": offsets,
-                "heights": t.heights.tolist(), "widths": t.widths.tolist(),
-                "psnr": t.psnr.tolist(), "ms_ssim": [None if np.isnan(v) else v for v in t.ms_ssim.tolist()],
-                "encode_s": t.encode_s.tolist(), "decode_s": t.decode_s.tolist(),
-                "bits": t.bits.tolist(), "rate_source": t.rate_source,
-                "qualities": t.qualities.tolist() if t.qualities is not None else None,
-            }
-            (tmp / "meta.json").write_text(json.dumps(meta))
+            writer.add(t.decoded, t.streams, psnr=t.psnr, ms_ssim=t.ms_ssim, encode_s=t.encode_s,
+                       decode_s=t.decode_s, bits=t.bits, qualities=t.qualities)
+            writer.commit(t.rate_source)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            writer.abort()
             raise
-        _commit_dir(tmp, final)
 
     def get_transcode(self, key: str) -> Transcoded:
+        """A cached set; its decoded images and streams are read from disk when used."""
         d = self._transcode_dir(key)
         meta = json.loads((d / "meta.json").read_text())
-        blob = (d / "streams.bin").read_bytes()
-        off = meta["offsets"]
-        streams = [blob[off[i] : off[i + 1]] for i in range(len(off) - 1)]
-        with np.load(d / "decoded.npz") as z:
-            decoded = [z[f"i{i:07d}"] for i in range(len(streams))]
+        n = len(meta["offsets"]) - 1
         return Transcoded(
-            key=key, decoded=decoded, streams=streams,
+            key=key, decoded=LazyDecoded(d / "decoded.npz", n), streams=LazyStreams(d / "streams.bin", meta["offsets"]),
             heights=np.asarray(meta["heights"]), widths=np.asarray(meta["widths"]),
             psnr=np.asarray(meta["psnr"], dtype=np.float64),
             ms_ssim=np.asarray([np.nan if v is None else v for v in meta["ms_ssim"]], dtype=np.float64),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.datasets.base import LazyImages
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class RayPool:
     def __init__(self, ray: Any) -> None:
         self.ray = ray
         self._remote = ray.remote(num_cpus=1, max_retries=2)(_single_threaded)
+        #: The cluster's CPUs: how many chunks the transcode stage keeps in flight.
+        self._max_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._refs: list[Any] = []
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -110,6 +113,9 @@ class Job:
     threads: int = 1
     #: Rate-control choices the driver made (per-dataset target → quality), by key.
     choices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The driver's file-backed splits (paths, sizes and fingerprint; images are read on
+    #: use), so workers do not read every file of a split again to fingerprint it.
+    originals: dict[tuple[int, str], Any] = field(default_factory=dict)
 
 
 #: One Workbench per run and worker process: originals, scenario-A models and latents are
@@ -133,6 +139,8 @@ def _worker_bench(job: Job) -> Workbench:
                                           Progress(job.quiet), lambda n: None)
     bench = _BENCHES[job.run_id]
     bench._choices.update(job.choices)
+    for k, v in job.originals.items():
+        bench._originals.setdefault(k, v)
     import torch
 
     torch.set_num_threads(job.threads)
@@ -210,7 +218,8 @@ class RayExecutor:
         return Job(run_id=run_id, grid=plan.grid.model_dump(mode="json"), source=plan.source,
                    cache_root=str(bench.cache.root.resolve()), device=device, force=self.opts.force,
                    quiet=self.opts.quiet, cwd=os.getcwd(), workers=self.opts.workers,
-                   threads=cell_threads(self.opts), choices=dict(bench._choices))
+                   threads=cell_threads(self.opts), choices=dict(bench._choices),
+                   originals={k: v for k, v in bench._originals.items() if isinstance(v.images, LazyImages)})
 
     def start_references(self, bench: Workbench, pending: list[Cell], job: Job) -> None:
         """Submit the training of every scenario-A model a pending cell needs and the cache

@@ -6,7 +6,7 @@ import copy
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from bench.progress import Progress
 from bench.provenance import provenance
 from bench.ratecontrol import RateChoice, Target, search_dataset, searchable_qualities
 from bench.store import Store
-from bench.transcode import PendingSet, make_pool, set_bpp, transcode_set
+from bench.transcode import CHUNK, ChunkResult, ahead, make_pool, set_bpp, stream, submit_chunk, transcode_set
 
 
 #: Streams entropy-decoded per call when reading a split's latents.
@@ -211,30 +211,55 @@ class Workbench:
         return key
 
     def make_transcodes(self, todo: list[tuple[ResolvedExperiment, str, str, Setting]], bar: Any) -> None:
-        """Transcode every listed set; the next set is queued before the current one is
-        collected, so the worker pool never idles between sets."""
+        """Transcode every listed set, streaming: chunks go to the worker pool a bounded
+        number at a time (across set boundaries, so the pool never idles between sets) and
+        each result is written to its set's cache entry as it arrives; an entry becomes
+        visible when its last chunk is in. Memory holds a few chunks, whatever the sets' size."""
         self._ensure_pool()
-        window: deque[tuple[PendingSet, ImageSet, dict[str, Any]]] = deque()
+        sets = []
         for exp, split, label, setting in todo:
             rc = self._codec(exp, label)
             images = self.originals(exp, split)
-            key = transcode_key(images, rc.identity, setting)
-            point = setting if isinstance(setting, Target) else OperatingPoint(setting)
             which = {"target": setting.identity()} if isinstance(setting, Target) else {"quality": setting}
             info = {"codec": rc.identity, **which, "set": images.fingerprint,
                     "dataset": images.dataset, "split": split, "ids": images.ids}
-            window.append((PendingSet(key, rc.codec, point, images.images, self._pool, rc.identity), images, info))
-            if len(window) > 1:
-                self._finish(*window.popleft(), bar)
-        while window:
-            self._finish(*window.popleft(), bar)
+            sets.append((transcode_key(images, rc.identity, setting), rc, setting, images, info))
+        writers: dict[int, Any] = {}
 
-    def _finish(self, pending: PendingSet, images: ImageSet, info: dict[str, Any], bar: Any) -> None:
-        t = pending.result(on_images=bar.update)
-        self.cache.put_transcode(t, info)
-        self._fresh.add(t.key)
-        self.counters.encodes += len(images)
-        self.counters.transcodes += 1
+        def tasks() -> Iterator[tuple[int, bool, Callable[[], Any]]]:
+            for n, (key, rc, setting, images, info) in enumerate(sets):
+                starts = range(0, len(images), CHUNK)
+                for start in starts:
+                    last = start == starts[-1]
+                    yield n, last, (lambda rc=rc, setting=setting, images=images, start=start: submit_chunk(
+                        rc.codec, setting, images.images[start : start + CHUNK], self._pool, rc.identity))
+
+        order: deque[tuple[int, bool]] = deque()
+
+        def submit(task: tuple[int, bool, Callable[[], Any]]) -> Any:
+            n, last, run = task
+            if n not in writers:
+                writers[n] = self.cache.transcode_writer(sets[n][0], sets[n][4])
+            order.append((n, last))
+            return run()
+
+        def collect(r: ChunkResult) -> None:
+            n, last = order.popleft()
+            writers[n].add(r.decoded, r.streams, psnr=r.psnr, ms_ssim=r.ms_ssim, encode_s=r.encode_s,
+                           decode_s=r.decode_s, bits=r.bits, qualities=r.qualities)
+            bar.update(len(r.streams))
+            if last:
+                key, rc = sets[n][0], sets[n][1]
+                writers.pop(n).commit("estimate" if rc.codec.rate_is_estimate else "bitstream")
+                self._fresh.add(key)
+                self.counters.encodes += len(sets[n][3])
+                self.counters.transcodes += 1
+
+        try:
+            stream(tasks(), submit, collect, ahead(self._pool))
+        finally:
+            for w in writers.values():  # a failure or a stop: unfinished entries are dropped
+                w.abort()
 
     def transcoded(self, exp: ResolvedExperiment, split: str, label: str, setting: Setting) -> Transcoded:
         key = transcode_key(self.originals(exp, split), self._codec(exp, label).identity, setting)

@@ -12,7 +12,8 @@ import json
 import multiprocessing
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from bench.cache import Transcoded
 from bench.codecs import CODECS, Codec, OperatingPoint
+from bench.datasets.base import image_shapes
 from bench.errors import CodecError
 from bench.metrics.fidelity import ms_ssim, psnr
 from bench.ratecontrol import Target, bpp_of, image_at_target, searchable_qualities
@@ -149,14 +151,56 @@ def _bpp_worker(name: str, params: dict[str, Any], quality: int, images: Sequenc
     return chunk_bpp(_worker_codec(name, params), quality, images)
 
 
+def ahead(pool: Executor | None) -> int:
+    """Chunks in flight at once: enough to keep every worker busy, few enough that a set of
+    any size never sits in memory (a submitted chunk holds its images until collected)."""
+    return 2 * getattr(pool, "_max_workers", 2) + 2 if pool is not None else 0
+
+
+def stream(tasks: Iterable[Callable[[], Any]], submit: Callable[[Callable[[], Any]], Any],
+           on_result: Callable[[Any], None], window: int) -> None:
+    """Run ``tasks`` in order through ``submit`` (a Future, or a value when done inline)
+    with at most ``window`` pending; results reach ``on_result`` in the tasks' order."""
+    pending: deque[Any] = deque()
+    try:
+        for task in tasks:
+            pending.append(submit(task))
+            while len(pending) > window:
+                f = pending.popleft()
+                on_result(f.result() if isinstance(f, Future) else f)
+        while pending:
+            f = pending.popleft()
+            on_result(f.result() if isinstance(f, Future) else f)
+    finally:
+        for f in pending:
+            if isinstance(f, Future):
+                f.cancel()
+
+
 def set_bpp(codec: Codec, quality: int, images: Sequence[np.ndarray], pool: Executor | None) -> list[float]:
-    """Per-image bpp of a whole set at ``quality``, its chunks spread over ``pool``."""
-    chunks = [images[i : i + CHUNK] for i in range(0, len(images), CHUNK)]
+    """Per-image bpp of a whole set at ``quality``, its chunks spread over ``pool`` (a
+    bounded number at a time)."""
+    out: list[float] = []
+    use_pool = pool is not None and codec.poolable
+    params = codec.params.model_dump()
+
+    def chunk(i: int) -> Callable[[], Any]:
+        return lambda: (pool.submit(_bpp_worker, codec.name, params, quality, images[i : i + CHUNK]) if use_pool
+                        else chunk_bpp(codec, quality, images[i : i + CHUNK]))
+
+    stream((chunk(i) for i in range(0, len(images), CHUNK)), lambda t: t(), out.extend,
+           ahead(pool) if use_pool else 0)
+    return out
+
+
+def submit_chunk(codec: Codec, setting: int | Target, images: Sequence[np.ndarray], pool: Executor | None,
+                 identity: dict[str, Any] | None) -> Future[ChunkResult] | ChunkResult:
+    """One chunk to the pool (a Future), or transcoded here (a codec that cannot be pooled)."""
     if pool is not None and codec.poolable:
-        params = codec.params.model_dump()
-        futures = [pool.submit(_bpp_worker, codec.name, params, quality, c) for c in chunks]
-        return [v for f in futures for v in f.result()]
-    return [v for c in chunks for v in chunk_bpp(codec, quality, c)]
+        return pool.submit(_worker, codec.name, codec.params.model_dump(), setting, images, identity)
+    if isinstance(setting, Target):
+        return transcode_chunk_at_target(codec, setting, images, identity)
+    return transcode_chunk(codec, OperatingPoint(setting), images, identity)
 
 
 def make_pool(workers: int) -> Executor | None:
@@ -206,8 +250,8 @@ class PendingSet:
             key=self.key, decoded=cat("decoded"), streams=cat("streams"),
             bits=np.array(cat("bits"), dtype=np.float64),
             rate_source="estimate" if self.codec.rate_is_estimate else "bitstream",
-            heights=np.array([im.shape[0] for im in self.images]),
-            widths=np.array([im.shape[1] for im in self.images]),
+            heights=np.array([sh[0] for sh in image_shapes(self.images)]),
+            widths=np.array([sh[1] for sh in image_shapes(self.images)]),
             psnr=np.array(cat("psnr")), ms_ssim=np.array(cat("ms_ssim"), dtype=np.float64),
             encode_s=np.array(cat("encode_s")), decode_s=np.array(cat("decode_s")),
             qualities=(np.array(cat("qualities"), dtype=np.int64) if results and results[0].qualities is not None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -17,14 +18,53 @@ class DatasetParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LazyImages(Sequence[np.ndarray]):
+    """Images read from their files when asked for (a slice reads just that slice), so a
+    split of any size streams through the stages in bounded batches. One pass at creation
+    reads every file once: its content fingerprint and every image's size come from it,
+    and a broken file fails there, before any work."""
+
+    def __init__(self, paths: Sequence[Path], load: Callable[[Path], np.ndarray]) -> None:
+        self.paths, self._load = list(paths), load
+        h = hashlib.sha256()
+        shapes = []
+        for p in self.paths:
+            im = load(p)
+            h.update(str(im.shape).encode())
+            h.update(np.ascontiguousarray(im).tobytes())
+            shapes.append(im.shape)
+        self.fingerprint, self.shapes = h.hexdigest()[:24], shapes
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, i: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(i, slice):
+            return [self._load(p) for p in self.paths[i]]
+        return self._load(self.paths[i])
+
+
+def image_shapes(images: Sequence[np.ndarray]) -> list[tuple[int, ...]]:
+    """Every image's shape, without reading lazily-held images again."""
+    shapes = getattr(images, "shapes", None)
+    return list(shapes) if shapes is not None else [im.shape for im in images]
+
+
 @dataclass
 class ImageSet:
-    """One split of a dataset, in memory: RGB uint8 images plus their targets."""
+    """One split of a dataset: RGB uint8 images (in memory, or ``LazyImages`` read from
+    their files on use) plus their targets."""
 
     dataset: str
     split: str
     ids: list[str]
-    images: list[np.ndarray]
+    images: Sequence[np.ndarray]
     #: Classification labels, or None when the dataset has none (agreement is measured).
     labels: np.ndarray | None
     classes: tuple[str, ...] | None
@@ -35,17 +75,17 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
-            self.fingerprint = fingerprint_images(self.images)
+            self.fingerprint = getattr(self.images, "fingerprint", None) or fingerprint_images(self.images)
 
     def __len__(self) -> int:
         return len(self.images)
 
     @property
     def pixels(self) -> list[int]:
-        return [int(im.shape[0] * im.shape[1]) for im in self.images]
+        return [int(s[0] * s[1]) for s in image_shapes(self.images)]
 
 
-def fingerprint_images(images: list[np.ndarray]) -> str:
+def fingerprint_images(images: Sequence[np.ndarray]) -> str:
     h = hashlib.sha256()
     for im in images:
         h.update(str(im.shape).encode())

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
-from bench.datasets.base import Dataset, DatasetParams, ImageSet
+from bench.datasets.base import Dataset, DatasetParams, ImageSet, LazyImages
 from bench.errors import DatasetError
 from bench.images import load_image
 
@@ -138,14 +138,12 @@ class Coco(Dataset):
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise DatasetError(f"{path}: image {missing[0]['id']} file {root / missing[0]['file_name']} not found{more}")
-        images = []
-        for e in entries:
-            im = load_image(root / e["file_name"])
+        images = LazyImages([root / e["file_name"] for e in entries], load_image)  # read on use
+        for e, shape in zip(entries, images.shapes):
             declared = (e.get("height"), e.get("width"))
-            if None not in declared and declared != im.shape[:2]:
-                raise DatasetError(f"{path}: image {e['id']} ({e['file_name']}) is {im.shape[1]}x{im.shape[0]}, "
+            if None not in declared and declared != shape[:2]:
+                raise DatasetError(f"{path}: image {e['id']} ({e['file_name']}) is {shape[1]}x{shape[0]}, "
                                    f"the annotations say {declared[1]}x{declared[0]}")
-            images.append(im)
         return ImageSet(
             dataset=self.label(), split=split, ids=[e["file_name"] for e in entries], images=images,
             labels=None, classes=classes,

@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.datasets.base import Dataset, DatasetParams, ImageSet
+from bench.datasets.base import Dataset, DatasetParams, ImageSet, LazyImages
 from bench.errors import DatasetError
 from bench.images import IMAGE_SUFFIXES, load_image
 
@@ -103,5 +103,5 @@ class Photos(Dataset):
         files = self.files()
         root = Path(self.params.path).expanduser() if self.params.path else None
         ids = [str(p.relative_to(root)) if root else p.name for p in files]
-        images = [load_image(p) for p in files]
+        images = LazyImages(files, load_image)
         return ImageSet(self.label(), split, ids, images, labels=None, classes=None)

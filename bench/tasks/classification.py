@@ -24,13 +24,21 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
 
 
 @torch.no_grad()
-def predict_logits(net: nn.Module, model: Model, images: Sequence[np.ndarray], device: str) -> torch.Tensor:
+def predict_topk(net: nn.Module, model: Model, images: Sequence[np.ndarray], device: str, k: int = 5) -> torch.Tensor:
+    """The ``k`` highest-scoring classes per image, best first (N × k): batch by batch, so
+    a set of any size keeps k indices per image, not its logits."""
     net.eval()
     out = []
     for i in range(0, len(images), EVAL_BATCH):
         x = model.preprocess(images[i : i + EVAL_BATCH]).to(device)
-        out.append(net(x).float().cpu())
+        logits = net(x).float()
+        out.append(logits.topk(min(k, logits.shape[1]), dim=1).indices.cpu())
     return torch.cat(out)
+
+
+def topk_hits(top: torch.Tensor, labels: torch.Tensor, k: int) -> int:
+    """How many rows of ``top`` (classes, best first) have ``labels`` among their first ``k``."""
+    return int((top[:, :k] == labels[:, None]).any(dim=1).sum())
 
 
 @dataclass(frozen=True)
@@ -62,17 +70,17 @@ class Classification(Task):
     def references(self, net: nn.Module, model: Model, originals: ImageSet, device: str) -> ClassLabels:
         if originals.labels is not None:
             return ClassLabels(originals.labels, agreement=False)
-        own = predict_logits(net, model, originals.images, device).argmax(dim=1).numpy()
+        own = predict_topk(net, model, originals.images, device, k=1)[:, 0].numpy()
         return ClassLabels(own, agreement=True)
 
     def evaluate(
         self, net: nn.Module, model: Model, images: Sequence[np.ndarray], references: ClassLabels, device: str
     ) -> dict[str, float]:
-        logits = predict_logits(net, model, images, device)
+        top = predict_topk(net, model, images, device)
         labels = torch.as_tensor(references.labels, dtype=torch.long)
         n = len(labels)
         names = ("top1_agreement", "top5_agreement") if references.agreement else ("top1", "top5")
-        return {names[0]: topk_correct(logits, labels, 1) / n, names[1]: topk_correct(logits, labels, 5) / n}
+        return {names[0]: topk_hits(top, labels, 1) / n, names[1]: topk_hits(top, labels, 5) / n}
 
     def train(
         self, net: nn.Module, model: Model, images: Sequence[np.ndarray], data: ImageSet,

@@ -1,0 +1,92 @@
+"""Streaming: images flow through a run in bounded batches, and cache entries are written
+and read piece by piece."""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import bench.cache
+import bench.datasets.photos
+from bench.cache import Cache, LazyDecoded, LazyStreams, Transcoded
+from bench.config import parse_grid
+from bench.grid import resolve
+from bench.runner import RunOptions, run
+from bench.tasks.classification import EVAL_BATCH
+from bench.transcode import CHUNK
+
+
+def transcoded(n: int, rng: np.random.Generator) -> Transcoded:
+    decoded = [rng.integers(0, 256, (8 + i, 5 + 2 * i, 3), dtype=np.uint8) for i in range(n)]
+    streams = [bytes(rng.integers(0, 256, 3 + i, dtype=np.uint8)) for i in range(n)]
+    return Transcoded(key="k" * 32, decoded=decoded, streams=streams, heights=np.array([d.shape[0] for d in decoded]),
+                      widths=np.array([d.shape[1] for d in decoded]), psnr=rng.random(n), ms_ssim=np.full(n, np.nan),
+                      encode_s=rng.random(n), decode_s=rng.random(n), bits=8.0 * np.arange(3, 3 + n))
+
+
+def test_cache_entries_round_trip_and_read_lazily(tmp_path: Path) -> None:
+    t = transcoded(7, np.random.default_rng(0))
+    cache = Cache(tmp_path)
+    cache.put_transcode(t, {"what": "test"})
+    back = cache.get_transcode(t.key)
+    assert isinstance(back.decoded, LazyDecoded) and isinstance(back.streams, LazyStreams)
+    assert len(back) == 7 and back.n_bytes == [len(s) for s in t.streams]
+    for i in range(7):
+        assert np.array_equal(back.decoded[i], t.decoded[i]) and back.streams[i] == t.streams[i]
+    assert back.streams[2:5] == t.streams[2:5] and back.streams[::3] == t.streams[::3] and back.streams[5:2] == []
+    assert [d.shape for d in back.decoded[-2:]] == [d.shape for d in t.decoded[-2:]]
+    assert np.array_equal(back.decoded[-1], t.decoded[-1])
+    with pytest.raises(IndexError):
+        back.decoded[7]
+    a, b = back.summary(), t.summary()
+    assert np.isnan(a.pop("ms_ssim")) and np.isnan(b.pop("ms_ssim")) and a == b
+
+
+def test_an_aborted_entry_is_never_seen(tmp_path: Path) -> None:
+    t = transcoded(3, np.random.default_rng(1))
+    cache = Cache(tmp_path)
+    writer = cache.transcode_writer(t.key, {})
+    writer.add(t.decoded[:2], t.streams[:2], psnr=t.psnr[:2])
+    assert not cache.has_transcode(t.key)  # half written: invisible
+    writer.abort()
+    assert not cache.has_transcode(t.key) and not any((tmp_path / "transcode").rglob("*.npz"))
+
+
+def photo_folder(root: Path, n: int) -> Path:
+    rng = np.random.default_rng(n)
+    root.mkdir()
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / f"im{i:04d}.png")
+    return root
+
+
+def test_images_in_memory_do_not_grow_with_the_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run over 400 photos (A and B, transcode at two qualities) never holds more than a
+    few batches of original or decoded images at once: every image read from a file or
+    from the cache is tracked until it is freed."""
+    live = {"originals": 0, "decoded": 0}
+    peak = dict(live)
+
+    def track(kind: str, im: np.ndarray) -> np.ndarray:
+        live[kind] += 1
+        peak[kind] = max(peak[kind], live[kind])
+        weakref.finalize(im, lambda: live.__setitem__(kind, live[kind] - 1))
+        return im
+
+    load, get = bench.datasets.photos.load_image, LazyDecoded._get
+    monkeypatch.setattr(bench.datasets.photos, "load_image", lambda p: track("originals", load(p)))
+    monkeypatch.setattr(bench.cache.LazyDecoded, "_get", lambda self, i: track("decoded", get(self, i)))
+    n = 400
+    grid = {"name": "stream", "codecs": [{"codec": "jpeg", "qualities": [20, 80]}],
+            "experiments": [{"task": "classification",
+                             "dataset": {"name": "photos", "path": str(photo_folder(tmp_path / "photos", n))},
+                             "model": {"name": "efficientnet-lite0"}, "scenarios": ["A", "B"]}]}
+    summary = run(resolve(parse_grid(grid)), RunOptions(out=tmp_path / "out", workers=1, quiet=True))
+    assert summary["status"] == "finished" and summary["cells_run"] == 3 and summary["encodes"] == 2 * n
+    bound = max(CHUNK, EVAL_BATCH) + 1  # one chunk or batch, and the sample image
+    assert 0 < peak["originals"] <= bound < n
+    assert 0 < peak["decoded"] <= bound < n
