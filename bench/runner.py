@@ -232,7 +232,7 @@ class Workbench:
                 for start in starts:
                     last = start == starts[-1]
                     yield n, last, (lambda rc=rc, setting=setting, images=images, start=start: submit_chunk(
-                        rc.codec, setting, images.images[start : start + CHUNK], self._pool, rc.identity))
+                        rc.codec, setting, images.images, start, self._pool, rc.identity))
 
         order: deque[tuple[int, bool]] = deque()
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.cache import Transcoded
 from bench.codecs import CODECS, Codec, OperatingPoint
-from bench.datasets.base import image_shapes
+from bench.datasets.base import ImageFiles, chunk_of, image_shapes, materialize
 from bench.errors import CodecError
 from bench.metrics.fidelity import ms_ssim, psnr
 from bench.ratecontrol import Target, bpp_of, image_at_target, searchable_qualities
@@ -139,16 +139,18 @@ def _worker_codec(name: str, params: dict[str, Any]) -> Codec:
     return _WORKER_CODECS[key]
 
 
-def _worker(name: str, params: dict[str, Any], setting: int | Target, images: Sequence[np.ndarray],
+def _worker(name: str, params: dict[str, Any], setting: int | Target, images: Sequence[np.ndarray] | ImageFiles,
             identity: dict[str, Any] | None) -> ChunkResult:
     codec = _worker_codec(name, params)
+    images = materialize(images)  # a file-backed chunk is read here, in the worker
     if isinstance(setting, Target):
         return transcode_chunk_at_target(codec, setting, images, identity)
     return transcode_chunk(codec, OperatingPoint(setting), images, identity)
 
 
-def _bpp_worker(name: str, params: dict[str, Any], quality: int, images: Sequence[np.ndarray]) -> list[float]:
-    return chunk_bpp(_worker_codec(name, params), quality, images)
+def _bpp_worker(name: str, params: dict[str, Any], quality: int,
+                images: Sequence[np.ndarray] | ImageFiles) -> list[float]:
+    return chunk_bpp(_worker_codec(name, params), quality, materialize(images))
 
 
 def ahead(pool: Executor | None) -> int:
@@ -185,7 +187,7 @@ def set_bpp(codec: Codec, quality: int, images: Sequence[np.ndarray], pool: Exec
     params = codec.params.model_dump()
 
     def chunk(i: int) -> Callable[[], Any]:
-        return lambda: (pool.submit(_bpp_worker, codec.name, params, quality, images[i : i + CHUNK]) if use_pool
+        return lambda: (pool.submit(_bpp_worker, codec.name, params, quality, chunk_of(images, i, i + CHUNK)) if use_pool
                         else chunk_bpp(codec, quality, images[i : i + CHUNK]))
 
     stream((chunk(i) for i in range(0, len(images), CHUNK)), lambda t: t(), out.extend,
@@ -193,11 +195,14 @@ def set_bpp(codec: Codec, quality: int, images: Sequence[np.ndarray], pool: Exec
     return out
 
 
-def submit_chunk(codec: Codec, setting: int | Target, images: Sequence[np.ndarray], pool: Executor | None,
+def submit_chunk(codec: Codec, setting: int | Target, images: Sequence[np.ndarray], start: int, pool: Executor | None,
                  identity: dict[str, Any] | None) -> Future[ChunkResult] | ChunkResult:
-    """One chunk to the pool (a Future), or transcoded here (a codec that cannot be pooled)."""
+    """Images ``start:start + CHUNK`` to the pool (a Future; a file-backed split's chunk goes
+    as file names and the worker reads them), or transcoded here (a codec that cannot be pooled)."""
     if pool is not None and codec.poolable:
-        return pool.submit(_worker, codec.name, codec.params.model_dump(), setting, images, identity)
+        return pool.submit(_worker, codec.name, codec.params.model_dump(), setting,
+                           chunk_of(images, start, start + CHUNK), identity)
+    images = images[start : start + CHUNK]
     if isinstance(setting, Target):
         return transcode_chunk_at_target(codec, setting, images, identity)
     return transcode_chunk(codec, OperatingPoint(setting), images, identity)

@@ -90,3 +90,26 @@ def test_images_in_memory_do_not_grow_with_the_set(tmp_path: Path, monkeypatch: 
     bound = max(CHUNK, EVAL_BATCH) + 1  # one chunk or batch, and the sample image
     assert 0 < peak["originals"] <= bound < n
     assert 0 < peak["decoded"] <= bound < n
+
+
+def test_workers_read_file_backed_chunks_themselves(tmp_path: Path) -> None:
+    """With a process pool a file-backed chunk travels as file names (the worker reads the
+    pixels); the streams and measurements are those of the one-process run."""
+    from bench.datasets.base import ImageFiles, LazyImages, chunk_of
+    from bench.images import load_image
+
+    folder = photo_folder(tmp_path / "photos", 40)
+    images = LazyImages(sorted(folder.glob("*.png")), load_image)
+    chunk = chunk_of(images, 32, 64)
+    assert isinstance(chunk, ImageFiles) and len(chunk) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(chunk.read(), images[32:40]))
+    grid = {"name": "files", "codecs": [{"codec": "webp", "qualities": [30]}],
+            "experiments": [{"task": "classification", "dataset": {"name": "photos", "path": str(folder)},
+                             "model": {"name": "efficientnet-lite0"}, "scenarios": ["B"]}]}
+    plan = resolve(parse_grid(grid))
+    one = run(plan, RunOptions(out=tmp_path / "one", workers=1, quiet=True))
+    two = run(plan, RunOptions(out=tmp_path / "two", workers=2, quiet=True))
+    assert one["encodes"] == two["encodes"] == 40
+    [key] = [p.name for p in (tmp_path / "one" / "cache" / "transcode").glob("*/*")]
+    a, b = Cache(tmp_path / "one" / "cache").get_transcode(key), Cache(tmp_path / "two" / "cache").get_transcode(key)
+    assert list(a.streams) == list(b.streams) and np.array_equal(a.psnr, b.psnr)

@@ -50,6 +50,33 @@ class LazyImages(Sequence[np.ndarray]):
         return self._load(self.paths[i])
 
 
+@dataclass(frozen=True)
+class ImageFiles:
+    """A slice of a file-backed split as file names: what a chunk sent to a worker carries,
+    so the worker reads the pixels itself (``read`` there) instead of the driver shipping them."""
+
+    paths: tuple[Path, ...]
+    load: Callable[[Path], np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self) -> list[np.ndarray]:
+        return [self.load(p) for p in self.paths]
+
+
+def materialize(images: Sequence[np.ndarray] | ImageFiles) -> Sequence[np.ndarray]:
+    """The pixels of a chunk: read now when it came as file names."""
+    return images.read() if isinstance(images, ImageFiles) else images
+
+
+def chunk_of(images: Sequence[np.ndarray], start: int, stop: int) -> Sequence[np.ndarray] | ImageFiles:
+    """Images ``start:stop`` to hand to a worker: file names for a file-backed split, else pixels."""
+    if isinstance(images, LazyImages):
+        return ImageFiles(tuple(images.paths[start:stop]), images._load)
+    return images[start:stop]
+
+
 def image_shapes(images: Sequence[np.ndarray]) -> list[tuple[int, ...]]:
     """Every image's shape, without reading lazily-held images again."""
     shapes = getattr(images, "shapes", None)

@@ -1,0 +1,101 @@
+"""bench's transcode stage against a bare Pillow loop doing the same work.
+
+The loop: every Kodak image read once, then for each codec and quality encoded with
+`Image.save` into memory, decoded with `Image.open`, and measured (PSNR in NumPy,
+MS-SSIM with pytorch-msssim on float32, as bench does). bench: a run's transcode stage
+(`Workbench`, one process like the loop, each set written to a fresh cache). Both are
+timed in this process, imports excluded. Printed: both wall times and the overhead ratio
+(goal ≤ 1.10), the loop's time without MS-SSIM (what the metrics cost), and bench's
+time on every core.
+
+    python benchmarks/pillow_overhead.py [--kodak DIR] [--qualities 10 50 90]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from pytorch_msssim import ms_ssim
+
+from bench.cache import Cache
+from bench.config import parse_grid
+from bench.grid import resolve
+from bench.progress import Progress
+from bench.runner import Workbench, _prepare, _transcode_stage
+
+KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
+FORMATS = {"jpeg": "JPEG", "webp": "WEBP"}
+
+
+def pillow_loop(paths: list[Path], qualities: list[int], with_ms_ssim: bool = True) -> tuple[float, float]:
+    """The loop's wall time and its mean PSNR (a check that it did the work)."""
+    t0 = time.perf_counter()
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    psnrs = []
+    for fmt in FORMATS.values():
+        for q in qualities:
+            for im in images:
+                buf = io.BytesIO()
+                Image.fromarray(im).save(buf, fmt, quality=q)
+                rec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+                mse = np.mean((im.astype(np.float64) - rec.astype(np.float64)) ** 2)
+                psnrs.append(10 * math.log10(255**2 / mse))
+                if with_ms_ssim:
+                    a = torch.tensor(im, dtype=torch.float32).permute(2, 0, 1)[None]
+                    b = torch.tensor(rec, dtype=torch.float32).permute(2, 0, 1)[None]
+                    with torch.no_grad():
+                        ms_ssim(a, b, data_range=255.0)
+    return time.perf_counter() - t0, float(np.mean(psnrs))
+
+
+def bench_stage(kodak: Path, qualities: list[int], workers: int) -> tuple[float, float]:
+    grid = {"name": "pillow-overhead", "codecs": [{"codec": c, "qualities": qualities} for c in FORMATS],
+            "experiments": [{"task": "classification", "dataset": {"name": "photos", "path": str(kodak)},
+                             "model": {"name": "efficientnet-lite0"}, "scenarios": ["B"]}]}
+    plan = resolve(parse_grid(grid))
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        bench = Workbench(plan, Cache(tmp), "cpu", workers, False, Progress(quiet=True))
+        try:
+            _prepare(bench, plan.cells)
+            _transcode_stage(bench, plan.cells)
+        finally:
+            bench.close()
+        wall = time.perf_counter() - t0
+        exp = plan.experiments[0]
+        mean_psnr = float(np.mean([bench.transcoded(exp, "val", c, q).psnr for c in FORMATS for q in qualities]))
+    return wall, mean_psnr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kodak", type=Path, default=KODAK)
+    ap.add_argument("--qualities", type=int, nargs="+", default=[10, 30, 50, 70, 90])
+    args = ap.parse_args()
+    paths = sorted(args.kodak.glob("*.png"))
+    torch.set_num_threads(1)  # one process, one thread: the same budget on both sides
+    loop, loop_psnr = pillow_loop(paths, args.qualities)
+    stage, stage_psnr = bench_stage(args.kodak, args.qualities, workers=1)
+    bare, _ = pillow_loop(paths, args.qualities, with_ms_ssim=False)
+    torch.set_num_threads(torch.get_num_interop_threads())
+    cores = os.cpu_count() or 1
+    wide, _ = bench_stage(args.kodak, args.qualities, workers=cores)
+    n = len(paths) * len(args.qualities) * len(FORMATS)
+    print(f"{n} transcodes (jpeg, webp × qualities {args.qualities} × {len(paths)} Kodak images), one process:")
+    print(f"  Pillow loop {loop:6.1f} s   bench {stage:6.1f} s   overhead {stage / loop:.2f}x (goal <= 1.10)"
+          f"   mean PSNR {loop_psnr:.3f} / {stage_psnr:.3f} dB")
+    print(f"  the loop without MS-SSIM: {bare:.1f} s; bench with {cores} workers: {wide:.1f} s "
+          f"({loop / wide:.2f}x the one-process loop's speed)")
+
+
+if __name__ == "__main__":
+    main()
