@@ -97,6 +97,8 @@ def test_ray_errors_name_the_option(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert bench("run", "--grid", grid, "--out", tmp_path / "o", "--address", "127.0.0.1:1", "--quiet") == 2
     assert capsys.readouterr().err.strip() == ("bench: error: --address 127.0.0.1:1: only --executor ray "
                                                "connects to a cluster")
+    assert bench("run", "--grid", grid, "--out", tmp_path / "o", "--cell-threads", "0", "--quiet") == 2
+    assert capsys.readouterr().err.strip() == "bench: error: --cell-threads 0: must be at least 1"
     with pytest.raises(BenchError, match="--device cuda: the Ray cluster has no GPU"):
         run(resolve(parse_grid(tiny_grid())), RunOptions(out=tmp_path / "o2", quiet=True, executor="ray",
                                                          device="cuda", workers=2))
