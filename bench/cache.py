@@ -116,6 +116,11 @@ class Transcoded:
     def pixels(self) -> list[int]:
         return [int(h * w) for h, w in zip(self.heights, self.widths)]
 
+    @property
+    def bpp(self) -> np.ndarray:
+        """Per-image bits per pixel."""
+        return self.bits / np.asarray(self.pixels, dtype=np.float64)
+
     def summary(self) -> dict[str, float]:
         """Averages over images: bpp (mean of per-image bpp), bpp_total (total bits / total
         pixels), psnr and ms_ssim (means of per-image values), encode/decode seconds, and

@@ -433,8 +433,7 @@ class Workbench:
             choice["within_tolerance"] = abs(choice["relative_error"]) <= cell.target.tolerance
             return int(choice["quality"]), {**info, "search": choice}
         if transcoded is not None and transcoded.qualities is not None:
-            bpp = transcoded.bits / np.asarray(transcoded.pixels, dtype=np.float64)
-            err = np.abs(bpp - cell.target.bpp) / cell.target.bpp
+            err = np.abs(transcoded.bpp - cell.target.bpp) / cell.target.bpp
             values, counts = np.unique(transcoded.qualities, return_counts=True)
             info.update({"qualities": {str(int(v)): int(c) for v, c in zip(values, counts)},
                          "images_within_tolerance": int((err <= cell.target.tolerance).sum()),
@@ -457,9 +456,8 @@ class Workbench:
         if control is not None:
             row["record"]["rate_control"] = control
         if transcoded is not None:  # for per-image Bjøntegaard deltas (analysis.per_item)
-            bpp = transcoded.bits / np.asarray(transcoded.pixels, dtype=np.float64)
             row["record"]["per_image"] = {
-                "bpp": [round(float(v), 6) for v in bpp], "psnr": [round(float(v), 4) for v in transcoded.psnr],
+                "bpp": [round(float(v), 6) for v in transcoded.bpp], "psnr": [round(float(v), 4) for v in transcoded.psnr],
                 "ms_ssim": [None if np.isnan(v) else round(float(v), 6) for v in transcoded.ms_ssim]}
         return CellResult(row, transcoded)
 
@@ -549,7 +547,7 @@ def _sample(bench: Workbench, cell: Cell, t: Transcoded) -> dict[str, Any]:
     originals = bench.originals(cell.exp, "val")
     return {"cell": cell.key, "dataset": cell.dataset, "codec": cell.codec_label, "setting": str(cell.setting),
             "image_id": originals.ids[0], "original": _png(originals.images[0]), "png": _png(t.decoded[0]),
-            "bpp": float(t.bits[0] / t.pixels[0]), "psnr": float(t.psnr[0]), "set_bpp": t.summary()["bpp"]}
+            "bpp": float(t.bpp[0]), "psnr": float(t.psnr[0]), "set_bpp": t.summary()["bpp"]}
 
 
 def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:
