@@ -613,10 +613,10 @@ def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:
         torch.set_num_threads(threads)
     from bench.report import write_outputs, write_summary
 
-    write_outputs(folder)
     summary = {**asdict(bench.counters), "wall_s": round(time.perf_counter() - t0, 3),
                "run_id": run_id, "status": status, "device": device}
-    store.end_run(run_id, status, summary)
+    store.end_run(run_id, status, summary)  # first: the report shows the run finished, with its end time
     store.close()
     write_summary(folder, summary)
+    write_outputs(folder)
     return summary
