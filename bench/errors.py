@@ -33,3 +33,19 @@ class CodecError(BenchError):
 
 class DatasetError(BenchError):
     """A dataset folder or annotation file that cannot be used."""
+
+
+class PluginError(BenchError, TypeError):
+    """A plugin that is not a valid plugin of its kind: not a subclass of the kind's base
+    class, a required class attribute missing, a method that takes other parameters than the
+    base class's, or a registered name that is not the class's ``name``."""
+
+
+class DuplicatePluginError(BenchError, ValueError):
+    """Two plugins of one kind under one name (each named by the distribution it comes from)."""
+
+
+class BrokenPluginError(UnknownNameError):
+    """A name whose installed plugin cannot be used (it fails to import, is invalid, or is
+    given twice). An ``UnknownNameError``, so that a grid check reports it where it is used;
+    every other name of the registry keeps working."""

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+
+from bench.errors import CodecError
+from bench.images import rgb8_problem
+from bench.registry import PluginKind
 
 
 @dataclass(frozen=True, order=True)
@@ -35,7 +40,22 @@ class Codec(ABC):
     ``encode`` and ``decode`` take and return batches so that a neural codec can run one
     forward pass per batch while a traditional codec fans out over processes. ``decode``
     gets the bytes and nothing else: a stream must carry all it needs.
+
+    A subclass writes ``encode`` and ``decode`` and nothing more: defining them wraps them
+    (``__init_subclass__``) in the checks every codec shares. Their input is checked before
+    the codec sees it (a sequence of ``(H, W, 3)`` uint8 images; non-empty bytes), their
+    output after (one bytes object per image; one ``(H, W, 3)`` uint8 image per stream), and
+    any exception they raise becomes a one-line ``CodecError`` naming the codec and the image
+    (or stream) it failed on. A ``CodecError`` of the codec's own passes through unchanged.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for attr, wrap in (("encode", _checked_encode), ("decode", _checked_decode)):
+            fn = cls.__dict__.get(attr)
+            if (callable(fn) and not getattr(fn, "__isabstractmethod__", False)
+                    and not getattr(fn, "_bench_checked", False)):
+                setattr(cls, attr, wrap(fn))
 
     name: ClassVar[str]
     version: ClassVar[str]
@@ -104,13 +124,113 @@ class Codec(ABC):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def validate_codec_class(name: str, obj: object) -> None:
-    """Registry check: a codec plugin must be a complete ``Codec`` subclass."""
-    if not (isinstance(obj, type) and issubclass(obj, Codec)):
-        raise TypeError(f"{obj!r} is not a subclass of bench.codecs.base.Codec")
-    for attr in ("name", "version", "quality_range"):
-        if not hasattr(obj, attr):
-            raise TypeError(f"{obj.__name__} has no class attribute {attr!r}")
-    if getattr(obj, "__abstractmethods__", None):
-        missing = ", ".join(sorted(obj.__abstractmethods__))
-        raise TypeError(f"{obj.__name__} does not implement {missing}")
+# -- the checks every codec's encode/decode runs in ----------------------------------------------
+
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _describe_image(image: Any) -> str:
+    shape = getattr(image, "shape", None)
+    return f"{'x'.join(map(str, shape))} {image.dtype}" if shape is not None else type(image).__name__
+
+
+def _describe_stream(stream: Any) -> str:
+    return f"{len(stream) if isinstance(stream, _BYTES) else '?'} bytes"
+
+
+def _failure(codec: Codec, step: str, what: str, i: int | None, items: Sequence[Any],
+             describe: Callable[[Any], str], exc: BaseException) -> CodecError:
+    text = " ".join(str(exc).split())
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    where = (f"{what} {i} of {len(items)} ({describe(items[i])})" if i is not None
+             else f"a batch of {len(items)} {what}s")
+    return CodecError(f"{codec.name}: {step} failed on {where}: {reason}")
+
+
+def _culprit(run: Callable[[list[Any]], Any], items: Sequence[Any]) -> tuple[int | None, BaseException | None]:
+    """The first item that fails on its own, and how: a batch's exception does not say which
+    item it came from, so on failure (only then) each item is run alone."""
+    for i, item in enumerate(items):
+        try:
+            run([item])
+        except Exception as exc:  # noqa: BLE001 - any failure of the codec's own code
+            return i, exc
+    return None, None
+
+
+def _locate(codec: Codec, step: str, what: str, run: Callable[[list[Any]], Any], items: Sequence[Any],
+            describe: Callable[[Any], str], exc: Exception) -> CodecError:
+    if len(items) == 1:
+        return _failure(codec, step, what, 0, items, describe, exc)
+    i, alone = _culprit(run, items)
+    if isinstance(alone, CodecError):
+        return alone
+    return _failure(codec, step, what, i, items, describe, alone if alone is not None else exc)
+
+
+def _checked_encode(encode: Callable[..., list[bytes]]) -> Callable[..., list[bytes]]:
+    @functools.wraps(encode)
+    def checked(self: Codec, images: Sequence[np.ndarray], point: OperatingPoint, *args: Any, **kwargs: Any) -> list[bytes]:
+        if isinstance(images, np.ndarray) and images.ndim < 4 or isinstance(images, (str, bytes)) \
+                or not hasattr(images, "__len__"):
+            raise CodecError(f"{self.name}: encode takes a sequence of (H, W, 3) uint8 images, "
+                             f"got {_describe_image(images)}")
+        if not isinstance(point, OperatingPoint):
+            raise CodecError(f"{self.name}: encode takes an OperatingPoint, got {type(point).__name__}")
+        for i, image in enumerate(images):
+            if (problem := rgb8_problem(image)) is not None:
+                raise CodecError(f"{self.name}: image {i} of {len(images)}: {problem}")
+        try:
+            streams = encode(self, images, point, *args, **kwargs)
+        except CodecError:
+            raise
+        except Exception as exc:
+            raise _locate(self, "encode", "image", lambda part: encode(self, part, point, *args, **kwargs),
+                          images, _describe_image, exc) from exc
+        if not isinstance(streams, Sequence) or len(streams) != len(images):
+            raise CodecError(f"{self.name}: encode returned {_count(streams)} for {len(images)} images")
+        for i, stream in enumerate(streams):
+            if not isinstance(stream, _BYTES):
+                raise CodecError(f"{self.name}: encode returned a {type(stream).__name__} for image {i}, "
+                                 "expected bytes")
+        return list(streams)
+
+    checked._bench_checked = True  # type: ignore[attr-defined]
+    return checked
+
+
+def _checked_decode(decode: Callable[..., list[np.ndarray]]) -> Callable[..., list[np.ndarray]]:
+    @functools.wraps(decode)
+    def checked(self: Codec, streams: Sequence[bytes], *args: Any, **kwargs: Any) -> list[np.ndarray]:
+        if isinstance(streams, _BYTES + (str,)) or not hasattr(streams, "__len__"):
+            raise CodecError(f"{self.name}: decode takes a sequence of streams (bytes), "
+                             f"got {type(streams).__name__}")
+        for i, stream in enumerate(streams):
+            if not isinstance(stream, _BYTES):
+                raise CodecError(f"{self.name} stream {i}: expected bytes, got {type(stream).__name__}")
+            if len(stream) == 0:
+                raise CodecError(f"{self.name} stream {i}: empty stream")
+        try:
+            images = decode(self, streams, *args, **kwargs)
+        except CodecError:
+            raise
+        except Exception as exc:
+            raise _locate(self, "decode", "stream", lambda part: decode(self, part, *args, **kwargs),
+                          streams, _describe_stream, exc) from exc
+        if not isinstance(images, Sequence) or len(images) != len(streams):
+            raise CodecError(f"{self.name}: decode returned {_count(images)} for {len(streams)} streams")
+        for i, image in enumerate(images):
+            if (problem := rgb8_problem(image)) is not None:
+                raise CodecError(f"{self.name}: decoding stream {i} gave no image: {problem}")
+        return list(images)
+
+    checked._bench_checked = True  # type: ignore[attr-defined]
+    return checked
+
+
+def _count(result: Any) -> str:
+    return f"{len(result)} items" if isinstance(result, Sequence) else f"a {type(result).__name__}"
+
+
+#: Registry check: a codec plugin is a complete ``Codec`` subclass, called like one.
+validate_codec_class = PluginKind(Codec, {"name": str, "version": str, "quality_range": tuple})
