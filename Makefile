@@ -21,7 +21,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 $(VENV)/.openmmlab: $(VENV)/.installed scripts/build_mmcv.sh
 	$(PY) -m pip install "setuptools==80.9.0" ninja wheel
 	scripts/build_mmcv.sh $(VENV) $(WHEELHOUSE)
-	$(PY) -m pip install --find-links $(WHEELHOUSE) --only-binary mmcv $(TORCH) -e ".[neural,test,ray,openmmlab]"
+	$(PY) -m pip install --find-links $(WHEELHOUSE) --only-binary mmcv $(TORCH) -e ".[neural,test,ray,openmmlab]" \
+		-e examples/plugins/bench-jpeg2000 -e examples/plugins/bench-balanced
 	touch $@
 
 run: $(VENV)/.installed
