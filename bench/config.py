@@ -265,6 +265,3 @@ def load_grid(path: str | Path) -> Grid:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError([f"{where}invalid YAML ({problem})"], str(path)) from None
     return parse_grid(raw, str(path))
-
-
-Device = Literal["cpu", "cuda", "auto"]
