@@ -121,7 +121,13 @@ class CompressedDomain(Strict):
     variants: list[DomainVariant] = Field(default_factory=lambda: [DomainVariant()], min_length=1)
 
 
-class Experiment(Strict):
+class Experiment(BaseModel):
+    """One task × dataset × model and its scenarios. Keys beyond these fields are the
+    scenarios' own sections (``finetune:`` for C, ``compressed_domain:`` for D), each
+    checked against its scenario's schema when the grid is resolved (``bench.grid``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     task: str
     dataset: DatasetEntry
     model: ModelEntry
@@ -130,10 +136,6 @@ class Experiment(Strict):
     codecs: list[str] | None = None
     #: Scenario A's training (models trained from scratch); None for pretrained models.
     train: Schedule | None = None
-    #: Scenario C's finetuning on compressed training images.
-    finetune: Schedule | None = None
-    #: Scenario D's compressed-domain models.
-    compressed_domain: CompressedDomain | None = None
     seed: int | None = None
 
 

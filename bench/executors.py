@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.datasets.base import LazyImages
 from bench.errors import BenchError
+from bench.workbench import RunState, Workbench
 
 if TYPE_CHECKING:
-    from bench.grid import Cell, Plan
-    from bench.runner import RunOptions, Workbench
+    from bench.grid import Cell
+    from bench.runner import RunOptions
     from bench.store import Store
 
 EXECUTORS = ("local", "ray")
@@ -97,7 +97,7 @@ class RayPool:
 @dataclass
 class Job:
     """What a cell task needs to rebuild the run on a worker: the grid (validated again
-    there), the cache, the device and what the driver already decided."""
+    there), the cache, the device and what the driver already decided (``RunState``)."""
 
     run_id: str
     grid: dict[str, Any]
@@ -111,58 +111,51 @@ class Job:
     #: Torch threads per cell (and CPUs it asks for): a cell computes the same numbers with
     #: the same thread count, whichever executor runs it.
     threads: int = 1
-    #: Rate-control choices the driver made (per-dataset target → quality), by key.
-    choices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: The driver's file-backed splits (paths, sizes and fingerprint; images are read on
-    #: use), so workers do not read every file of a split again to fingerprint it.
-    originals: dict[tuple[int, str], Any] = field(default_factory=dict)
+    state: RunState = field(default_factory=RunState)
 
 
 #: One Workbench per run and worker process: originals, scenario-A models and latents are
-#: loaded once and shared by the cells that worker gets.
-_BENCHES: dict[str, Workbench] = {}
+#: loaded once and shared by the cells that worker gets; with the run's keyed cells.
+_BENCHES: dict[str, tuple[Workbench, dict[str, Cell]]] = {}
 
 
-def _worker_bench(job: Job) -> Workbench:
+def _worker_bench(job: Job) -> tuple[Workbench, dict[str, Cell]]:
     if job.run_id not in _BENCHES:
         from bench.cache import Cache
         from bench.config import parse_grid
         from bench.grid import resolve
         from bench.progress import Progress
-        from bench.runner import Workbench
 
         if Path(job.cwd).is_dir():  # relative paths in the grid mean the driver's folder
             os.chdir(job.cwd)
         plan = resolve(parse_grid(job.grid, job.source), job.source)
         _BENCHES.clear()
-        _BENCHES[job.run_id] = Workbench(plan, Cache(job.cache_root), job.device, job.workers, job.force,
-                                          Progress(job.quiet), lambda n: None)
-    bench = _BENCHES[job.run_id]
-    bench._choices.update(job.choices)
-    for k, v in job.originals.items():
-        bench._originals.setdefault(k, v)
+        bench = Workbench(plan, Cache(job.cache_root), job.device, job.workers, job.force, Progress(job.quiet),
+                          lambda n: None, job.state)
+        _BENCHES[job.run_id] = bench, {c.key: c for c in bench.key_cells(plan.cells)}
+    bench, cells = _BENCHES[job.run_id]
+    bench.transcodes.choices.update(job.state.choices)
+    bench.models.fresh.update(job.state.fresh_weights)
     import torch
 
     torch.set_num_threads(job.threads)
-    return bench
+    return bench, cells
 
 
 def reference_task(job: Job, exp_index: int) -> int:
     """Train (or load) an experiment's scenario-A model on a worker; the trainings done."""
-    bench = _worker_bench(job)
-    bench.reference_model(bench.plan.experiments[exp_index])
+    bench, _ = _worker_bench(job)
+    bench.models.reference(bench.plan.experiments[exp_index])
     return bench.counters.trainings
 
 
-def cell_task(job: Job, key: str, fresh: list[str]) -> tuple[dict[str, Any], dict[str, Any] | None, int]:
+def cell_task(job: Job, key: str) -> tuple[dict[str, Any], dict[str, Any] | None, int]:
     """One cell on a worker: its row, its sample images (scenario B) and trainings done."""
     from bench.runner import compute_cell
 
-    bench = _worker_bench(job)
-    bench._fresh_models.update(fresh)
+    bench, cells = _worker_bench(job)
     before = bench.counters.trainings
-    cell = next(c for c in bench.plan.cells if c.key == key)
-    row, sample = compute_cell(bench, cell)
+    row, sample = compute_cell(bench, cells[key])
     row["record"]["ran_on"] = f"{socket.gethostname()}:{os.getpid()}"  # which node and worker
     return row, sample, bench.counters.trainings - before
 
@@ -197,7 +190,7 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise BenchError(f"--address {opts.address}: no Ray cluster answers there ({exc})") from None
             self.started = True
-        self._reference_refs: dict[Any, int] = {}
+        self._reference_refs: dict[Any, str] = {}
         self._trainings = 0
 
     def device(self, requested: str) -> str:
@@ -214,18 +207,15 @@ class RayExecutor:
     def _resources(self, job: Job) -> dict[str, float]:
         return {"num_cpus": job.threads, "num_gpus": 1 if job.device.startswith("cuda") else 0}
 
-    def job(self, bench: Workbench, plan: Plan, run_id: str, device: str) -> Job:
-        return Job(run_id=run_id, grid=plan.grid.model_dump(mode="json"), source=plan.source,
+    def job(self, bench: Workbench, run_id: str, device: str) -> Job:
+        return Job(run_id=run_id, grid=bench.plan.grid.model_dump(mode="json"), source=bench.plan.source,
                    cache_root=str(bench.cache.root.resolve()), device=device, force=self.opts.force,
                    quiet=self.opts.quiet, cwd=os.getcwd(), workers=self.opts.workers,
-                   threads=cell_threads(self.opts), choices=dict(bench._choices),
-                   originals={k: v for k, v in bench._originals.items() if isinstance(v.images, LazyImages)})
+                   threads=cell_threads(self.opts), state=bench.state())
 
     def start_references(self, bench: Workbench, pending: list[Cell], job: Job) -> None:
         """Submit the training of every scenario-A model a pending cell needs and the cache
         lacks (or all of them with --force): they run while the driver transcodes."""
-        from bench.grid import stable_hash
-
         task = self.ray.remote(**self._resources(job), max_retries=1)(reference_task)
         seen: set[int] = set()
         for cell in pending:
@@ -233,16 +223,11 @@ class RayExecutor:
             if exp.index in seen or exp.model.pretrained:
                 continue
             seen.add(exp.index)
-            key = stable_hash(exp.reference_identity(), 32)
+            key = bench.models.reference_key(exp)
             if self.opts.force or not bench.cache.has_model(key):
-                self._reference_refs[task.remote(job, exp.index)] = exp.index
+                self._reference_refs[task.remote(job, exp.index)] = key
 
-    def fresh_references(self, plan: Plan) -> list[str]:
-        from bench.grid import stable_hash
-
-        return [stable_hash(plan.experiments[i].reference_identity(), 32) for i in self._reference_refs.values()]
-
-    def evaluate(self, bench: Workbench, pending: list[Cell], store: Store, run_id: str, job: Job,
+    def evaluate(self, bench: Workbench, pending: list[Cell], store: Store, job: Job,
                  record: Callable[[dict[str, Any], dict[str, Any] | None], None]) -> None:
         """Wait for the scenario-A models, send every cell, record each row as it arrives."""
         ray = self.ray
@@ -252,16 +237,16 @@ class RayExecutor:
         except ray.exceptions.RayTaskError as exc:
             raise _unwrap(exc) from None
         bench.counters.trainings += self._trainings
-        job.choices = dict(bench._choices)  # the transcode stage may have searched more
+        bench.models.fresh.update(self._reference_refs.values())
+        job.state = bench.state()  # the transcode stage may have searched more
         job_ref = ray.put(job)
-        fresh = self.fresh_references(bench.plan)
         task = ray.remote(**self._resources(job), max_retries=1)(cell_task)
-        refs = {task.remote(job_ref, cell.key, fresh): cell for cell in pending}
+        refs = {task.remote(job_ref, cell.key): cell for cell in pending}
         with bench.progress.bar(len(pending), "cells", "cells") as bar:
             try:
                 while refs:
                     ready, _ = ray.wait(list(refs), num_returns=1)
-                    cell = refs.pop(ready[0])
+                    refs.pop(ready[0])
                     try:
                         row, sample, trainings = ray.get(ready[0])
                     except ray.exceptions.RayTaskError as exc:

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from bench.codecs import CODECS, Codec, OperatingPoint
 from bench.config import CodecEntry, DomainVariant, Experiment, Grid, format_validation_error
+from bench.keys import cell_key, identity_key, reference_key, setting_identity
 from bench.datasets import DATASETS, Dataset
-from bench.errors import ConfigError, UnknownNameError
+from bench.errors import BenchError, ConfigError, UnknownNameError
 from bench.models import MODELS, Model
 from bench.ratecontrol import MAX_TARGET, Target
 from bench.registry import Registry, did_you_mean
 from bench.scenarios import SCENARIOS, Scenario
 from bench.tasks import TASKS, Task
-
-#: Bumped when the meaning of a stored cell changes, so old rows are not reused.
-CELL_SCHEMA = 2
 
 P = TypeVar("P")
 
@@ -51,31 +47,43 @@ class ResolvedExperiment:
     scenarios: list[Scenario]
     codecs: list[ResolvedCodec]
     seed: int
+    #: The scenarios' own settings, validated against their schemas, by section name.
+    sections: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_label(self) -> str:
         arch = getattr(self.model.params, "arch", None)
         return f"{self.model.name}:{arch}" if arch else self.model.name
 
-    def latent_codecs(self) -> list[ResolvedCodec]:
-        """Scenario D's codecs: those named in ``compressed_domain.codecs``, else every codec
-        of the experiment that hands out latents."""
-        cd = self.entry.compressed_domain
-        if cd is not None and cd.codecs is not None:
-            return [rc for rc in self.codecs if rc.label in cd.codecs]
-        return [rc for rc in self.codecs if has_latents(rc.codec)]
-
-    def variant(self, label: str) -> DomainVariant:
-        assert self.entry.compressed_domain is not None
-        return next(v for v in self.entry.compressed_domain.variants if v.display() == label)
-
-    def reference_identity(self) -> dict[str, Any]:
-        """What the scenario-A model depends on."""
+    def identity(self) -> dict[str, Any]:
+        """What the experiment's scenario-A model depends on, besides the train split's content."""
         return {
-            "schema": CELL_SCHEMA, "task": self.task.name, "model": self.model.identity(),
-            "dataset": self.dataset.identity(), "seed": self.seed,
-            "train": self.entry.train.model_dump() if self.entry.train else None,
+            "task": self.task.identity(), "model": self.model.identity(), "dataset": self.dataset.identity(),
+            "seed": self.seed, "train": self.entry.train.model_dump() if self.entry.train else None,
         }
+
+    def reference_key(self, train: dict[str, str] | None) -> str:
+        """The scenario-A weights' key, from the train split's content (``bench.keys.split_content``)."""
+        return reference_key(self.identity(), train or {})
+
+    def cell(self, scenario: Scenario, rc: ResolvedCodec | None = None, setting: int | Target | None = None,
+             section: Any = None, variant: str | None = None) -> Cell:
+        """One of the experiment's cells for ``scenario``: at a codec's operating point, or
+        on the originals (no codec). ``section`` is what of the scenario's own settings the
+        cell depends on; the cell reads the val split, and the train split when it or the
+        scenario-A model trains on it."""
+        ident: dict[str, Any] = {**self.identity(), "scenario": scenario.identity(), "section": section}
+        if rc is not None and setting is not None:
+            ident.update({"codec": rc.identity, **setting_identity(setting)})
+        splits = ("val", "train") if scenario.trains or not self.model.pretrained else ("val",)
+        target = setting if isinstance(setting, Target) else None
+        return Cell(self, task=self.task.name, model=self.model_label, dataset=self.dataset.label(),
+                    scenario=scenario.name, codec_label=rc.label if rc is not None else None,
+                    quality=setting if isinstance(setting, int) else None, seed=self.seed, ident=ident,
+                    splits=splits, variant=variant, target=target)
+
+    def scenario(self, name: str) -> Scenario:
+        return next(s for s in self.scenarios if s.name == name)
 
 
 @dataclass(frozen=True)
@@ -90,11 +98,16 @@ class Cell:
     codec_label: str | None
     quality: int | None
     seed: int
-    key: str
+    #: Everything the cell's result depends on but the data (``bench.keys``).
+    ident: dict[str, Any] = field(compare=False, hash=False, repr=False)
+    #: The splits whose content the result depends on.
+    splits: tuple[str, ...] = ("val",)
     #: Scenario D: the compressed-domain variant's label.
     variant: str | None = None
     #: An operating point given as a bitrate (``quality`` is then None: it is searched).
     target: Target | None = None
+    #: The cell's key: its identity and the content of its splits; empty until the data is read.
+    key: str = ""
 
     @property
     def setting(self) -> int | Target | None:
@@ -105,6 +118,10 @@ class Cell:
     def scenario_label(self) -> str:
         """The scenario as tables and plots name it: ``D:<variant>`` for scenario D."""
         return f"{self.scenario}:{self.variant}" if self.variant else self.scenario
+
+    def keyed(self, contents: dict[str, dict[str, str]]) -> Cell:
+        """This cell with its key, from the content of its splits (by split name)."""
+        return replace(self, key=cell_key(self.ident, {split: contents[split] for split in self.splits}))
 
     def describe(self) -> str:
         op = f" {self.codec_label}@{self.setting}" if self.codec_label else ""
@@ -119,9 +136,6 @@ class Plan:
     #: Where the grid came from (its file), for messages.
     source: str = "grid"
 
-
-def stable_hash(obj: Any, n: int = 20) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
 def _lookup(registry: Registry[P], name: str, where: str, problems: list[str]) -> P | None:
@@ -181,6 +195,38 @@ def _resolve_codec(i: int, entry: CodecEntry, grid: Grid, problems: list[str]) -
     return ResolvedCodec(label, codec, [OperatingPoint(q) for q in entry.qualities], codec.identity(), targets)
 
 
+def _sections(i: int, entry: Experiment, scenarios: list[type[Scenario]], problems: list[str]) -> dict[str, Any]:
+    """The experiment's keys beyond its own fields: each must be the section of one of its
+    scenarios, and is validated against that scenario's schema."""
+    where, out = f"experiments[{i}]", {}
+    own = {s.section: s for s in scenarios if s.section}
+    for key, value in (entry.model_extra or {}).items():
+        if key in own:
+            if value is None:
+                continue
+            schema = own[key].Section
+            try:
+                out[key] = schema.model_validate(value) if schema is not None else value
+            except ValidationError as exc:
+                problems.extend(format_validation_error(exc, schema, prefix=("experiments", i, key)))
+            continue
+        other = next((n for n in SCENARIOS.names() if _section_of(n) == key), None)
+        if other is not None:
+            if value is not None:
+                problems.append(f"{where}.{key}: {key} is set but scenarios has no {other}")
+            continue
+        known = list(Experiment.model_fields) + [n for n in map(_section_of, SCENARIOS.names()) if n]
+        problems.append(f"{where}.{key}: unknown key.{did_you_mean(key, known)}")
+    return out
+
+
+def _section_of(name: str) -> str | None:
+    try:
+        return SCENARIOS.get(name).section
+    except BenchError:  # a broken plugin: `bench ls scenarios` says why
+        return None
+
+
 def _resolve_experiment(
     i: int, entry: Experiment, grid: Grid, codecs: dict[str, ResolvedCodec], problems: list[str]
 ) -> ResolvedExperiment | None:
@@ -190,6 +236,7 @@ def _resolve_experiment(
     ds_cls = _lookup(DATASETS, entry.dataset.name, f"{where}.dataset.name", problems)
     model_cls = _lookup(MODELS, entry.model.name, f"{where}.model.name", problems)
     scenarios = [_lookup(SCENARIOS, s, f"{where}.scenarios[{j}]", problems) for j, s in enumerate(entry.scenarios)]
+    sections = _sections(i, entry, [s for s in scenarios if s is not None], problems)
     dataset = _instantiate(ds_cls, entry.dataset.params, f"{where}.dataset", problems) if ds_cls else None
     model = _instantiate(model_cls, entry.model.params, f"{where}.model", problems) if model_cls else None
     if dataset is not None:
@@ -212,70 +259,13 @@ def _resolve_experiment(
         index=i, entry=entry, task=task, dataset=dataset, model=model,
         scenarios=[s() for s in scenarios if s is not None],
         codecs=[codecs[label] for label in labels], seed=entry.seed if entry.seed is not None else grid.seed,
+        sections=sections,
     )
     for scenario in resolved.scenarios:
         problems.extend(f"{where}.scenarios ({scenario.name}): {p}" for p in scenario.problems(resolved))
-    if entry.compressed_domain is not None and "D" not in entry.scenarios:
-        problems.append(f"{where}.compressed_domain: compressed_domain is set but scenarios has no D")
     if len(set(entry.scenarios)) != len(entry.scenarios):
         problems.append(f"{where}.scenarios: repeated names {entry.scenarios}")
     return resolved
-
-
-def cells_of(exp: ResolvedExperiment) -> list[Cell]:
-    base = exp.reference_identity()
-    common = dict(task=exp.task.name, model=exp.model_label, dataset=exp.dataset.label(), seed=exp.seed)
-    cells = []
-    for scenario in exp.scenarios:
-        ident = {**base, "scenario": scenario.name}
-        if scenario.name == "C":
-            ident["finetune"] = exp.entry.finetune.model_dump() if exp.entry.finetune else None
-        if scenario.name == "D" and exp.entry.compressed_domain is not None:
-            cells.extend(_domain_cells(exp, ident, common))
-            continue
-        if not scenario.uses_codec:
-            cells.append(Cell(exp, scenario=scenario.name, codec_label=None, quality=None,
-                              key=stable_hash(ident), **common))
-            continue
-        for rc in exp.codecs:
-            for setting in rc.settings():
-                cells.append(_cell(exp, ident, common, scenario.name, rc, setting))
-    return cells
-
-
-def _cell(exp: ResolvedExperiment, ident: dict[str, Any], common: dict[str, Any], scenario: str,
-          rc: ResolvedCodec, setting: int | Target, variant: str | None = None) -> Cell:
-    """A cell at a codec's operating point: a quality (as before targets existed, so older
-    keys stay valid) or a target bitrate."""
-    if isinstance(setting, Target):
-        key = stable_hash({**ident, "codec": rc.identity, "target": setting.identity()})
-        return Cell(exp, scenario=scenario, codec_label=rc.label, quality=None, key=key, variant=variant,
-                    target=setting, **common)
-    key = stable_hash({**ident, "codec": rc.identity, "quality": setting})
-    return Cell(exp, scenario=scenario, codec_label=rc.label, quality=setting, key=key, variant=variant, **common)
-
-
-def has_latents(codec: Codec) -> bool:
-    return callable(getattr(codec, "latents", None))
-
-
-def _domain_cells(exp: ResolvedExperiment, ident: dict[str, Any], common: dict[str, Any]) -> list[Cell]:
-    cd = exp.entry.compressed_domain
-    assert cd is not None
-    cells = []
-    for variant in cd.variants:
-        label = variant.display()
-        vident = {**ident, "train_latent": cd.train.model_dump(),
-                  "variant": variant.model_dump(exclude={"label"})}
-        for rc in exp.latent_codecs():
-            for setting in rc.settings():
-                if isinstance(setting, Target):
-                    if cd.targets_bpp is not None and setting.bpp not in cd.targets_bpp:
-                        continue
-                elif cd.qualities is not None and setting not in cd.qualities:
-                    continue
-                cells.append(_cell(exp, vident, common, "D", rc, setting, label))
-    return cells
 
 
 def resolve(grid: Grid, source: str = "grid") -> Plan:
@@ -300,12 +290,13 @@ def resolve(grid: Grid, source: str = "grid") -> Plan:
             experiments.append(exp)
     if problems:
         raise ConfigError(problems, source)
-    cells = [c for exp in experiments for c in cells_of(exp)]
+    cells = [c for exp in experiments for scenario in exp.scenarios for c in scenario.cells(exp)]
     seen: dict[str, Cell] = {}
     for c in cells:
-        if c.key in seen:
-            problems.append(f"experiments[{c.exp.index}]: cell {c.describe()} repeats experiments[{seen[c.key].exp.index}]")
-        seen[c.key] = c
+        same = identity_key(c.ident)
+        if same in seen:
+            problems.append(f"experiments[{c.exp.index}]: cell {c.describe()} repeats experiments[{seen[same].exp.index}]")
+        seen[same] = c
     if problems:
         raise ConfigError(problems, source)
     return Plan(grid, experiments, cells, source)

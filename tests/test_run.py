@@ -14,8 +14,9 @@ from bench.cache import Cache
 from bench.config import parse_grid
 from bench.errors import BenchError
 from bench.grid import resolve
-from bench.runner import RunOptions, run, transcode_key
-from bench.scenarios import Finetuned
+from bench.keys import transcode_key
+from bench.runner import RunOptions, run
+from bench.scenarios.pixel import Finetuned
 from tests.helpers import bench, tiny_grid, write_grid
 
 REQUIRED = ["task", "model", "dataset", "scenario", "codec", "quality", "bpp", "bpp_total", "psnr", "ms_ssim",
@@ -82,7 +83,7 @@ def test_rate_is_the_bitstream_bytes(first_run) -> None:
     exp = plan.experiments[0]
     val = exp.dataset.load("val", tmp / "out" / "cache")
     jpeg = exp.codecs[0]
-    t = Cache(tmp / "out" / "cache").get_transcode(transcode_key(val, jpeg.codec.identity(), 5))
+    t = Cache(tmp / "out" / "cache").get_transcode(transcode_key(val.fingerprint, jpeg.codec.identity(), 5))
     per_image = [8 * len(s) / (im.shape[0] * im.shape[1]) for s, im in zip(t.streams, val.images)]
     # the cached streams are what the codec makes of these images, and they decode to the cached pixels
     assert [len(s) for s in jpeg.codec.encode(val.images[:3], jpeg.points[0])] == [len(s) for s in t.streams[:3]]
@@ -105,6 +106,7 @@ def test_training_is_reproducible(first_run, tmp_path: Path) -> None:
     tmp, plan, _ = first_run
     grid = tiny_grid()
     grid["experiments"][0]["scenarios"] = ["A", "B"]
+    grid["experiments"][0].pop("finetune", None)  # no C
     grid["codecs"] = grid["codecs"][:1]
     second = run(resolve(parse_grid(grid)), opts(tmp_path))  # fresh caches: trains again
     assert second["trainings"] == 1
@@ -119,6 +121,7 @@ def test_force_recomputes(first_run, tmp_path: Path) -> None:
     grid = tiny_grid()
     grid["codecs"] = [{"codec": "jpeg", "qualities": [50]}]
     grid["experiments"][0]["scenarios"] = ["A", "B"]
+    grid["experiments"][0].pop("finetune", None)  # no C
     plan = resolve(parse_grid(grid))
     run(plan, opts(tmp_path))
     forced = run(plan, opts(tmp_path, force=True))
@@ -149,11 +152,11 @@ def test_a_failing_cell_keeps_finished_cells_and_resumes(tmp_path: Path, monkeyp
     calls = {"n": 0}
     original = Finetuned.run
 
-    def flaky(self, workbench, cell):
+    def flaky(self, ctx):
         calls["n"] += 1
         if calls["n"] == 2:
             raise BenchError("simulated failure in the second C cell")
-        return original(self, workbench, cell)
+        return original(self, ctx)
 
     monkeypatch.setattr(Finetuned, "run", flaky)
     with pytest.raises(BenchError, match="simulated failure"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,21 +20,80 @@ class DatasetParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FileDigests:
+    """Each image file's pixel digest and shape, remembered in the cache by the file's path,
+    size, inode, modification and status-change times: a file that is changed in any way is
+    read again, an unchanged one is not (a split of 1.28 M files is fingerprinted once)."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.path = Path(cache_dir) / "file-digests.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30)
+        self.db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, stat TEXT NOT NULL, "
+                        "digest TEXT NOT NULL, shape TEXT NOT NULL)")
+
+    #: A file modified less than this long ago is not remembered (as git's "racy clean"
+    #: check): file times are coarser than a write, so a second change within the same tick
+    #: would leave the same times behind.
+    RACY_NS = 2_000_000_000
+
+    @staticmethod
+    def _stat(path: Path) -> str:
+        st = path.stat()
+        return f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+    def get(self, path: Path) -> tuple[str, tuple[int, ...]] | None:
+        row = self.db.execute("SELECT stat, digest, shape FROM files WHERE path = ?", (str(path.resolve()),)).fetchone()
+        if row is None or row[0] != self._stat(path):
+            return None
+        return row[1], tuple(json.loads(row[2]))
+
+    def put(self, path: Path, stat: str, digest: str, shape: tuple[int, ...]) -> None:
+        changed = max(int(t) for t in stat.split(":")[2:])
+        if time.time_ns() - changed < self.RACY_NS:
+            return
+        self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                        (str(path.resolve()), stat, digest, json.dumps(list(shape))))
+
+    def close(self) -> None:
+        self.db.commit()
+        self.db.close()
+
+
+def _pixel_digest(im: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(str(im.shape).encode())
+    h.update(np.ascontiguousarray(im).tobytes())
+    return h.hexdigest()
+
+
 class LazyImages(Sequence[np.ndarray]):
     """Images read from their files when asked for (a slice reads just that slice), so a
     split of any size streams through the stages in bounded batches. One pass at creation
     reads every file once: its content fingerprint and every image's size come from it,
-    and a broken file fails there, before any work."""
+    and a broken file fails there, before any work. With ``cache_dir`` the pass reads only
+    the files that changed since they were last read (``FileDigests``)."""
 
-    def __init__(self, paths: Sequence[Path], load: Callable[[Path], np.ndarray]) -> None:
+    def __init__(self, paths: Sequence[Path], load: Callable[[Path], np.ndarray],
+                 cache_dir: Path | None = None) -> None:
         self.paths, self._load = list(paths), load
+        memo = FileDigests(cache_dir) if cache_dir is not None else None
         h = hashlib.sha256()
         shapes = []
-        for p in self.paths:
-            im = load(p)
-            h.update(str(im.shape).encode())
-            h.update(np.ascontiguousarray(im).tobytes())
-            shapes.append(im.shape)
+        try:
+            for p in self.paths:
+                known = memo.get(p) if memo is not None else None
+                if known is None:
+                    stat = FileDigests._stat(p) if memo is not None else ""
+                    im = load(p)
+                    known = _pixel_digest(im), tuple(im.shape)
+                    if memo is not None:
+                        memo.put(p, stat, *known)
+                h.update(known[0].encode())
+                shapes.append(known[1])
+        finally:
+            if memo is not None:
+                memo.close()
         self.fingerprint, self.shapes = h.hexdigest()[:24], shapes
 
     def __len__(self) -> int:
@@ -97,12 +158,20 @@ class ImageSet:
     classes: tuple[str, ...] | None
     #: Task-specific targets (``boxes``, ``box_labels``, ``masks``), by name.
     targets: dict[str, Any] = field(default_factory=dict)
-    #: Content hash of the images, in order: the set's identity in every cache key.
+    #: Content hash of the images, in order: the set's identity in every transcode key.
     fingerprint: str = ""
+    #: Content hash of the labels, classes and targets (``bench.keys.fingerprint``): with
+    #: ``fingerprint``, what every model and cell key holds of the split.
+    targets_fingerprint: str = ""
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
             self.fingerprint = getattr(self.images, "fingerprint", None) or fingerprint_images(self.images)
+        if not self.targets_fingerprint:
+            from bench.keys import fingerprint
+
+            self.targets_fingerprint = fingerprint({"labels": self.labels, "classes": self.classes,
+                                                    "targets": self.targets})
 
     def __len__(self) -> int:
         return len(self.images)
@@ -113,10 +182,10 @@ class ImageSet:
 
 
 def fingerprint_images(images: Sequence[np.ndarray]) -> str:
+    """The content hash of images in order (the same whether held in memory or in files)."""
     h = hashlib.sha256()
     for im in images:
-        h.update(str(im.shape).encode())
-        h.update(np.ascontiguousarray(im).tobytes())
+        h.update(_pixel_digest(im).encode())
     return h.hexdigest()[:24]
 
 
@@ -163,7 +232,7 @@ def identity_hash(obj: Any) -> str:
 
 
 def validate_dataset_class(name: str, obj: object) -> None:
-    if not (isinstance(obj, type) and issubclass(obj, Dataset)):
-        raise TypeError(f"{obj!r} is not a subclass of bench.datasets.base.Dataset")
-    if getattr(obj, "__abstractmethods__", None):
-        raise TypeError(f"{obj.__name__} does not implement {', '.join(sorted(obj.__abstractmethods__))}")
+    """Registry check: a complete ``Dataset`` subclass called like one, registered under its ``name``."""
+    from bench.registry import PluginKind
+
+    PluginKind(Dataset, {"name": str, "version": str})(name, obj)

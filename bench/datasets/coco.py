@@ -138,7 +138,7 @@ class Coco(Dataset):
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise DatasetError(f"{path}: image {missing[0]['id']} file {root / missing[0]['file_name']} not found{more}")
-        images = LazyImages([root / e["file_name"] for e in entries], load_image)  # read on use
+        images = LazyImages([root / e["file_name"] for e in entries], load_image, cache_dir)  # read on use
         for e, shape in zip(entries, images.shapes):
             declared = (e.get("height"), e.get("width"))
             if None not in declared and declared != shape[:2]:

@@ -103,5 +103,5 @@ class Photos(Dataset):
         files = self.files()
         root = Path(self.params.path).expanduser() if self.params.path else None
         ids = [str(p.relative_to(root)) if root else p.name for p in files]
-        images = LazyImages(files, load_image)
+        images = LazyImages(files, load_image, cache_dir)
         return ImageSet(self.label(), split, ids, images, labels=None, classes=None)

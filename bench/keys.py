@@ -1,0 +1,144 @@
+"""Every key the harness computes, in one place.
+
+A key is a hash of everything that determines a result and of nothing else:
+
+- the **content** of the data — a split's pixels (``ImageSet.fingerprint``) and its
+  targets (labels, boxes, masks, annotation fields: ``ImageSet.targets_fingerprint``),
+  never just a dataset's name and parameters;
+- every plugin's name, ``version`` and parameters (codec, task, model, dataset, scenario);
+- the seed and the schedules;
+- the harness's own version of the parts it computes (``HARNESS``).
+
+Device, worker counts, paths and timings are not in any key: they go into the record.
+
+What depends on what, so that a change recomputes exactly its dependants:
+
+========================  ==================================================================
+transcode of a split      its pixels, codec identity, operating point, ``HARNESS["transcode"]``
+rate-control choice       the val split's pixels, codec identity, target, ``HARNESS["rate_control"]``
+scenario-A weights        experiment identity (task, model, dataset, seed, train schedule),
+                          the train split's content, ``HARNESS["train"]``
+a scenario's weights      the cell's identity and the train split's content, ``HARNESS["train"]``
+                          (not the val split: a val label does not retrain anything)
+a cell                    its identity, the content of every split it reads, ``HARNESS``
+========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from bench.datasets.base import ImageSet
+    from bench.ratecontrol import Target
+
+#: Bumped when the meaning of a stored cell or cache entry changes for every key at once.
+CELL_SCHEMA = 3
+
+#: The harness's own parts that compute results, each with a version. Bump a part's number
+#: when a change to it changes the numbers it produces: every key that depends on it changes,
+#: and only those. ``tests/test_keys.py`` holds a digest of each part's sources and fails
+#: when they change with the version left as it was.
+HARNESS: dict[str, int] = {
+    #: encoding, decoding and per-image fidelity (bench/transcode.py, bench/metrics/fidelity.py,
+    #: bench/metrics/rate.py, bench/images.py)
+    "transcode": 1,
+    #: the quality search for a target bitrate (bench/ratecontrol.py)
+    "rate_control": 1,
+    #: the training loop and its schedules (bench/train.py, bench/tasks/base.py)
+    "train": 1,
+    #: the metrics a cell reports (bench/metrics/detection.py, bench/metrics/segmentation.py)
+    "evaluate": 1,
+}
+
+
+def stable_hash(obj: Any, n: int = 20) -> str:
+    """A hex digest of ``obj`` as canonical JSON (sorted keys): equal inputs, equal keys."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+# -- content ----------------------------------------------------------------------------
+
+
+def _update(h: Any, obj: Any) -> None:
+    """Feed ``obj`` (arrays, sequences, mappings, scalars) into ``h``, types and shapes included."""
+    if isinstance(obj, np.ndarray):
+        h.update(f"nd{obj.dtype.str}{obj.shape}".encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    elif isinstance(obj, Mapping):
+        h.update(b"{")
+        for k in sorted(obj, key=str):
+            h.update(f"{k!s}:".encode())
+            _update(h, obj[k])
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"[{len(obj)}".encode())
+        for v in obj:
+            _update(h, v)
+        h.update(b"]")
+    elif isinstance(obj, (np.generic, int, float, str, bool)) or obj is None:
+        h.update(f"{type(obj).__name__}={obj!r};".encode())
+    else:
+        raise TypeError(f"cannot fingerprint a {type(obj).__name__} among a split's targets")
+
+
+def fingerprint(obj: Any) -> str:
+    """The content hash of a split's labels and targets (arrays, lists of arrays, names)."""
+    h = hashlib.sha256()
+    _update(h, obj)
+    return h.hexdigest()[:24]
+
+
+def split_content(images: ImageSet) -> dict[str, str]:
+    """What a split's results depend on: its pixels and its targets."""
+    return {"pixels": images.fingerprint, "targets": images.targets_fingerprint}
+
+
+# -- keys -------------------------------------------------------------------------------
+
+
+def setting_identity(setting: int | Target) -> dict[str, Any]:
+    """An operating point as keys see it: a quality, or a target bitrate."""
+    if isinstance(setting, int):
+        return {"quality": setting}
+    return {"target": setting.identity()}
+
+
+def transcode_key(pixels: str, codec: dict[str, Any], setting: int | Target) -> str:
+    """A split (by its pixels' fingerprint) coded by ``codec`` at ``setting``."""
+    return stable_hash({"schema": CELL_SCHEMA, "harness": HARNESS["transcode"], "set": pixels, "codec": codec,
+                        **setting_identity(setting)}, 32)
+
+
+def choice_key(pixels: str, codec: dict[str, Any], target: Target) -> str:
+    """The quality that reaches a per-dataset target on a split (by its pixels)."""
+    return stable_hash({"schema": CELL_SCHEMA, "harness": [HARNESS["transcode"], HARNESS["rate_control"]],
+                        "set": pixels, "codec": codec, "target": target.identity()}, 32)
+
+
+def reference_key(experiment: dict[str, Any], train: dict[str, str]) -> str:
+    """Scenario A's weights: trained from the experiment's identity on the train split."""
+    return stable_hash({"schema": CELL_SCHEMA, "harness": HARNESS["train"], "weights": "reference",
+                        **experiment, "train_data": train}, 32)
+
+
+def weights_key(kind: str, cell: dict[str, Any], train: dict[str, str]) -> str:
+    """Weights a scenario trains for one cell (``kind``: finetuned, compressed-domain, ...):
+    the cell's identity and the train split, not the val split it is tested on."""
+    return stable_hash({"schema": CELL_SCHEMA, "harness": [HARNESS["transcode"], HARNESS["train"]],
+                        "weights": kind, "cell": cell, "train_data": train}, 32)
+
+
+def cell_key(cell: dict[str, Any], data: dict[str, dict[str, str]]) -> str:
+    """A cell: its identity and the content of every split it reads (by split name)."""
+    return stable_hash({"schema": CELL_SCHEMA, "harness": HARNESS, "cell": cell, "data": data})
+
+
+def identity_key(cell: dict[str, Any]) -> str:
+    """A cell's identity alone (no data): tells cells of one grid apart before any data is read."""
+    return stable_hash(cell)

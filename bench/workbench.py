@@ -1,0 +1,162 @@
+"""What a run's cells draw on: the splits (read and fingerprinted once), the transcoded
+sets, the scenario-A models and a cache of trained weights — each with one owner.
+
+``RunState`` is everything a run decided that a worker elsewhere (``bench.executors``)
+needs to compute the same cells: the splits' content fingerprints, the file-backed splits
+themselves (paths and sizes; pixels are read on use), the rate-control choices and which
+weights this run trained already.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from bench.cache import Cache
+from bench.context import CellContext
+from bench.datasets.base import ImageSet, LazyImages
+from bench.keys import split_content
+from bench.progress import Progress
+from bench.transcode import make_pool
+from bench.transcodes import Transcodes
+
+if TYPE_CHECKING:
+    from bench.grid import Cell, Plan, ResolvedExperiment
+
+
+@dataclass
+class Counters:
+    cells_total: int = 0
+    cells_run: int = 0
+    cells_skipped: int = 0
+    encodes: int = 0
+    transcodes: int = 0
+    trainings: int = 0
+
+
+@dataclass
+class RunState:
+    """What the driver of a run decided, for workers that compute its cells (serialisable)."""
+
+    #: Each (experiment, split)'s content (``bench.keys.split_content``): the cells' keys.
+    contents: dict[tuple[int, str], dict[str, str]] = field(default_factory=dict)
+    #: File-backed splits, so a worker does not read every file again to fingerprint it.
+    splits: dict[tuple[int, str], ImageSet] = field(default_factory=dict)
+    choices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Weights keys trained in this run (``--force`` retrains each once, not once per worker).
+    fresh_weights: list[str] = field(default_factory=list)
+
+
+class Splits:
+    """Every split an experiment reads, loaded once (experiments on the same dataset share it)."""
+
+    def __init__(self, plan: Plan, cache: Cache, known: dict[tuple[int, str], ImageSet] | None = None) -> None:
+        self.plan, self.cache = plan, cache
+        self._sets: dict[tuple[int, str], ImageSet] = dict(known or {})
+
+    def get(self, exp: ResolvedExperiment, split: str) -> ImageSet:
+        if (exp.index, split) not in self._sets:
+            same = [k for k in self._sets if k[1] == split
+                    and self.plan.experiments[k[0]].dataset.identity() == exp.dataset.identity()]
+            self._sets[(exp.index, split)] = (self._sets[same[0]] if same
+                                             else exp.dataset.load(split, self.cache.root))
+        return self._sets[(exp.index, split)]
+
+    def content(self, exp: ResolvedExperiment, split: str) -> dict[str, str]:
+        return split_content(self.get(exp, split))
+
+    def load(self, cells: list[Cell]) -> dict[tuple[int, str], dict[str, str]]:
+        """Read every split ``cells`` depend on (bad inputs fail here, before any work) and
+        return their contents, the cells' keys."""
+        return {(c.exp.index, s): self.content(c.exp, s) for c in cells for s in c.splits}
+
+    def file_backed(self) -> dict[tuple[int, str], ImageSet]:
+        return {k: v for k, v in self._sets.items() if isinstance(v.images, LazyImages)}
+
+
+class Models:
+    """The scenario-A models (trained once per run, or loaded) and a cache of trained weights."""
+
+    def __init__(self, splits: Splits, cache: Cache, device: str, force: bool, progress: Progress,
+                 counters: Counters, fresh: list[str] | None = None) -> None:
+        self.splits, self.cache, self.device, self.force = splits, cache, device, force
+        self.progress, self.counters = progress, counters
+        self.fresh: set[str] = set(fresh or [])  # trained in this run (honours --force once)
+        self._references: dict[int, tuple[nn.Module, Any]] = {}
+
+    def cached(self, key: str) -> dict[str, Any] | None:
+        if self.cache.has_model(key) and (not self.force or key in self.fresh):
+            return self.cache.get_model(key)
+        return None
+
+    def keep(self, key: str, state: dict[str, Any]) -> None:
+        self.cache.put_model(key, {k: v.detach().cpu() for k, v in state.items()})
+        self.fresh.add(key)
+        self.counters.trainings += 1
+
+    def reference_key(self, exp: ResolvedExperiment) -> str:
+        return exp.reference_key(self.splits.content(exp, "train") if not exp.model.pretrained else None)
+
+    def reference(self, exp: ResolvedExperiment) -> tuple[nn.Module, Any]:
+        """The scenario-A model (trained from scratch, or pretrained) and the references."""
+        if exp.index not in self._references:
+            val = self.splits.get(exp, "val")
+            torch.manual_seed(exp.seed)
+            net = exp.task.build(exp.model, val).to(self.device)
+            if not exp.model.pretrained:
+                self._train_reference(exp, net)
+            net.eval()
+            self._references[exp.index] = (net, exp.task.references(net, exp.model, val, self.device))
+        return self._references[exp.index]
+
+    def _train_reference(self, exp: ResolvedExperiment, net: nn.Module) -> None:
+        key = self.reference_key(exp)
+        state = self.cached(key)
+        if state is not None:
+            net.load_state_dict(state)
+            return
+        t0, train = time.perf_counter(), self.splits.get(exp, "train")
+        exp.task.train(net, exp.model, train.images, train, exp.entry.train, exp.seed, self.device)
+        self.keep(key, net.state_dict())
+        self.progress.say(f"trained {exp.model_label} on {len(train)} images in {time.perf_counter() - t0:.1f} s")
+
+
+class Workbench:
+    """A run's splits, transcodes and models, and the context each cell runs against."""
+
+    def __init__(self, plan: Plan, cache: Cache, device: str, workers: int, force: bool, progress: Progress,
+                 pool_factory: Callable[[int], Any] = make_pool, state: RunState | None = None) -> None:
+        state = state or RunState()
+        self.plan, self.cache, self.device, self.workers = plan, cache, device, workers
+        self.progress, self.counters = progress, Counters()
+        self.splits = Splits(plan, cache, state.splits)
+        self.transcodes = Transcodes(self.splits, cache, workers, force, progress, self.counters, pool_factory,
+                                     state.choices)
+        self.models = Models(self.splits, cache, device, force, progress, self.counters, state.fresh_weights)
+        #: What the run's cells share (a compressed-domain split's latents, cost tables).
+        self.shared: dict[Any, Any] = {}
+        self.contents: dict[tuple[int, str], dict[str, str]] = dict(state.contents)
+        for exp in plan.experiments:
+            for rc in exp.codecs:
+                rc.codec.to(device)
+
+    def close(self) -> None:
+        self.transcodes.close()
+
+    def key_cells(self, cells: list[Cell]) -> list[Cell]:
+        """``cells`` with their keys: their splits are read (once) and fingerprinted."""
+        self.contents.update(self.splits.load([c for c in cells if any((c.exp.index, s) not in self.contents
+                                                                       for s in c.splits)]))
+        return [c.keyed({s: self.contents[(c.exp.index, s)] for s in c.splits}) for c in cells]
+
+    def context(self, cell: Cell) -> CellContext:
+        return CellContext(self, cell)
+
+    def state(self) -> RunState:
+        return RunState(contents=dict(self.contents), splits=self.splits.file_backed(),
+                        choices=dict(self.transcodes.choices), fresh_weights=sorted(self.models.fresh))
