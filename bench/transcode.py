@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import signal
 import time
 from collections import deque
@@ -23,6 +24,7 @@ from bench.cache import Transcoded
 from bench.codecs import CODECS, Codec, OperatingPoint
 from bench.datasets.base import ImageFiles, chunk_of, image_shapes, materialize
 from bench.errors import CodecError
+from bench.lifetime import SERVER_ENV, exit_with_run
 from bench.metrics.fidelity import ms_ssim, psnr
 from bench.ratecontrol import Target, bpp_of, image_at_target, searchable_qualities
 
@@ -120,9 +122,10 @@ def chunk_bpp(codec: Codec, quality: int, images: Sequence[np.ndarray]) -> list[
     return [bpp_of(codec, s, im) for s, im in zip(streams, images)]
 
 
-def _init_worker() -> None:
+def _init_worker(run_pid: int) -> None:
     import torch
 
+    exit_with_run(run_pid)  # a killed run leaves no worker computing on
     # Ctrl-C is the parent's to handle: it records the stop and shuts the pool down
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)  # one thread per process: the pool already uses every core
@@ -209,64 +212,74 @@ def submit_chunk(codec: Codec, setting: int | Target, images: Sequence[np.ndarra
 
 
 def make_pool(workers: int) -> Executor | None:
-    """A process pool for ``workers`` > 1 (forkserver: the parent holds torch threads)."""
+    """A process pool for ``workers`` > 1 (forkserver: the parent holds torch threads).
+
+    Its processes die with this one, SIGKILL included (``bench.lifetime``). On Linux the
+    forkserver is signalled when the thread that made the pool exits: make and shut down a
+    pool in the same thread (a new pool after that starts a new server)."""
     if workers <= 1:
         return None
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         # workers fork from a server that has imported these already: fast starts, and no
-        # half-finished import for a Ctrl-C to interrupt
-        context.set_forkserver_preload(["bench.transcode", "bench.codecs.pillow", "bench.codecs.heif", "torch"])
+        # half-finished import for a Ctrl-C to interrupt; bench.lifetime first, so that the
+        # server is tied to this process before the slow imports
+        context.set_forkserver_preload(["bench.lifetime", "bench.transcode", "bench.codecs.pillow",
+                                        "bench.codecs.heif", "torch"])
+        _start_forkserver()
     else:
         context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=(os.getpid(),))
 
 
-class PendingSet:
-    """One set's chunks, submitted to the pool (or run here when there is none). The
-    operating point is a quality, or a ``Target`` bitrate searched per image."""
+def _start_forkserver() -> None:
+    """Start the forkserver now, from this thread, with ``bench.lifetime.SERVER_ENV`` in its
+    environment (and nobody else's: the resource tracker is started before it)."""
+    from multiprocessing import forkserver, resource_tracker  # POSIX only
 
-    def __init__(self, key: str, codec: Codec, point: OperatingPoint | Target, images: Sequence[np.ndarray],
-                 pool: Executor | None, identity: dict[str, Any] | None = None) -> None:
-        self.key, self.codec, self.point, self.images, self.identity = key, codec, point, images, identity
-        self.chunks = [images[i : i + CHUNK] for i in range(0, len(images), CHUNK)]
-        self.futures: list[Future[ChunkResult]] | None = None
-        if pool is not None and codec.poolable:
-            params = codec.params.model_dump()
-            setting = point if isinstance(point, Target) else point.quality
-            self.futures = [pool.submit(_worker, codec.name, params, setting, c, identity) for c in self.chunks]
-
-    def _run(self, chunk: Sequence[np.ndarray]) -> ChunkResult:
-        if isinstance(self.point, Target):
-            return transcode_chunk_at_target(self.codec, self.point, chunk, self.identity)
-        return transcode_chunk(self.codec, self.point, chunk, self.identity)
-
-    def result(self, on_images: Callable[[int], None] = lambda n: None) -> Transcoded:
-        """Wait for (or compute) every chunk; per-image rate, timing and fidelity, in order."""
-        results: list[ChunkResult] = []
-        for i, chunk in enumerate(self.chunks):
-            results.append(self.futures[i].result() if self.futures else self._run(chunk))
-            on_images(len(chunk))
-
-        def cat(field: str) -> list[Any]:
-            return [v for r in results for v in getattr(r, field)]
-
-        return Transcoded(
-            key=self.key, decoded=cat("decoded"), streams=cat("streams"),
-            bits=np.array(cat("bits"), dtype=np.float64),
-            rate_source="estimate" if self.codec.rate_is_estimate else "bitstream",
-            heights=np.array([sh[0] for sh in image_shapes(self.images)]),
-            widths=np.array([sh[1] for sh in image_shapes(self.images)]),
-            psnr=np.array(cat("psnr")), ms_ssim=np.array(cat("ms_ssim"), dtype=np.float64),
-            encode_s=np.array(cat("encode_s")), decode_s=np.array(cat("decode_s")),
-            qualities=(np.array(cat("qualities"), dtype=np.int64) if results and results[0].qualities is not None
-                       else None),
-        )
+    resource_tracker.ensure_running()
+    before = os.environ.get(SERVER_ENV)
+    os.environ[SERVER_ENV] = str(os.getpid())
+    try:
+        forkserver.ensure_running()
+    finally:
+        if before is None:
+            del os.environ[SERVER_ENV]
+        else:
+            os.environ[SERVER_ENV] = before
 
 
 def transcode_set(
-    key: str, codec: Codec, point: OperatingPoint, images: Sequence[np.ndarray],
+    key: str, codec: Codec, point: OperatingPoint | Target, images: Sequence[np.ndarray],
     pool: Executor | None, on_images: Callable[[int], None] = lambda n: None,
 ) -> Transcoded:
-    """Transcode ``images`` (in order) with per-image rate, timing and fidelity."""
-    return PendingSet(key, codec, point, images, pool).result(on_images)
+    """Transcode ``images`` (in order) with per-image rate, timing and fidelity, at a
+    quality or at a ``Target`` bitrate searched per image; chunks go to ``pool`` (a bounded
+    number at a time) when there is one and the codec can be pooled."""
+    setting = point if isinstance(point, Target) else point.quality
+    results: list[ChunkResult] = []
+
+    def collect(result: ChunkResult) -> None:
+        results.append(result)
+        on_images(len(result.streams))
+
+    def chunk(i: int) -> Callable[[], Any]:
+        return lambda: submit_chunk(codec, setting, images, i, pool, None)
+
+    stream((chunk(i) for i in range(0, len(images), CHUNK)), lambda t: t(), collect,
+           ahead(pool) if pool is not None and codec.poolable else 0)
+
+    def cat(field: str) -> list[Any]:
+        return [v for r in results for v in getattr(r, field)]
+
+    shapes = image_shapes(images)
+    return Transcoded(
+        key=key, decoded=cat("decoded"), streams=cat("streams"), bits=np.array(cat("bits"), dtype=np.float64),
+        rate_source="estimate" if codec.rate_is_estimate else "bitstream",
+        heights=np.array([sh[0] for sh in shapes]), widths=np.array([sh[1] for sh in shapes]),
+        psnr=np.array(cat("psnr")), ms_ssim=np.array(cat("ms_ssim"), dtype=np.float64),
+        encode_s=np.array(cat("encode_s")), decode_s=np.array(cat("decode_s")),
+        qualities=(np.array(cat("qualities"), dtype=np.int64) if results and results[0].qualities is not None
+                   else None),
+    )
