@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.errors import BenchError
 from bench.report.leaderboard import cost_frame, leaderboard_frame
@@ -39,17 +39,35 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
-def load_rows(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The cells of the folder's latest run, and that run's record."""
+class RunRows(NamedTuple):
+    """What a folder's outputs are built from, read from its store once."""
+
+    #: The cells of the folder's latest run.
+    rows: list[dict[str, Any]]
+    #: That run's record (``Store.last_run``).
+    run: dict[str, Any]
+
+
+def _open(folder: Path) -> Store:
     db = folder / "results.sqlite"
     if not db.is_file():
         raise BenchError(f"{folder}: no results store (results.sqlite); run `bench run` first")
-    store = Store(db)
+    return Store(db)
+
+
+def _last_run(store: Store, folder: Path) -> dict[str, Any]:
+    last = store.last_run()
+    if last is None:
+        raise BenchError(f"{folder / 'results.sqlite'}: holds no run")
+    return last
+
+
+def load_rows(folder: Path) -> RunRows:
+    """The cells of the folder's latest run, and that run's record."""
+    store = _open(folder)
     try:
-        last = store.last_run()
-        if last is None:
-            raise BenchError(f"{db}: holds no run")
-        return store.cells(last["cells"]), last
+        last = _last_run(store, folder)
+        return RunRows(store.cells(last["cells"]), last)
     finally:
         store.close()
 
@@ -65,9 +83,9 @@ def atomic_write_parquet(path: Path, frame: Any) -> None:
             os.unlink(tmp)
 
 
-def write_leaderboard(folder: Path) -> Path:
+def write_leaderboard(folder: Path, loaded: RunRows | None = None) -> Path:
     """``leaderboard.csv`` and ``.parquet``: every cell's metrics with rate and fidelity."""
-    rows, _ = load_rows(folder)
+    rows = (loaded or load_rows(folder)).rows
     path = folder / "leaderboard.csv"
     frame = leaderboard_frame(rows)
     atomic_write_text(path, frame.to_csv(index=False))
@@ -75,9 +93,9 @@ def write_leaderboard(folder: Path) -> Path:
     return path
 
 
-def write_ranking(folder: Path) -> Path:
+def write_ranking(folder: Path, loaded: RunRows | None = None) -> Path:
     """``ranking.csv`` and ``.parquet``: codecs ranked by Bjøntegaard delta (``bench.report.ranking``)."""
-    rows, last = load_rows(folder)
+    rows, last = loaded or load_rows(folder)
     path = folder / "ranking.csv"
     frame = ranking_frame(rows, last["grid"])
     atomic_write_text(path, frame.to_csv(index=False))
@@ -85,10 +103,9 @@ def write_ranking(folder: Path) -> Path:
     return path
 
 
-def write_costs(folder: Path) -> Path | None:
+def write_costs(folder: Path, loaded: RunRows | None = None) -> Path | None:
     """``costs.csv``: scenario D's cost table (None, and no file, when the run has no D rows)."""
-    rows, _ = load_rows(folder)
-    frame = cost_frame(rows)
+    frame = cost_frame((loaded or load_rows(folder)).rows)
     path = folder / "costs.csv"
     if frame.empty:
         path.unlink(missing_ok=True)
@@ -107,19 +124,28 @@ def load_samples(folder: Path) -> list[dict[str, Any]]:
         store.close()
 
 
-def write_plots(folder: Path) -> list[Path]:
-    rows, _ = load_rows(folder)
-    return plot_all(rows, folder / "plots", load_samples(folder))
+def write_plots(folder: Path, loaded: RunRows | None = None,
+                samples: list[dict[str, Any]] | None = None) -> list[Path]:
+    rows = (loaded or load_rows(folder)).rows
+    return plot_all(rows, folder / "plots", load_samples(folder) if samples is None else samples)
 
 
 def write_outputs(folder: Path) -> None:
+    """Every output of the folder's latest run, from one read of its store."""
     from bench.report.html import write_report
 
-    write_leaderboard(folder)
-    write_ranking(folder)
-    write_costs(folder)
-    write_plots(folder)
-    write_report(folder)
+    store = _open(folder)
+    try:
+        last = _last_run(store, folder)
+        loaded = RunRows(store.cells(last["cells"]), last)
+        samples = store.samples(last["cells"])
+    finally:
+        store.close()
+    write_leaderboard(folder, loaded)
+    write_ranking(folder, loaded)
+    write_costs(folder, loaded)
+    write_plots(folder, loaded, samples)
+    write_report(folder, loaded)
 
 
 def write_summary(folder: Path, summary: dict[str, Any]) -> None:

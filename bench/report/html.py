@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from bench.report import atomic_write_text, load_rows, write_leaderboard, write_plots, write_ranking
+from bench.report import RunRows, atomic_write_text, load_rows, write_leaderboard, write_plots, write_ranking
 
 #: Leaderboards longer than this are shown in a (open) collapsible section.
 LONG_TABLE = 40
@@ -103,20 +103,27 @@ def _kv(d: dict[str, Any]) -> str:
     return f"<table>{''.join(rows)}</table>"
 
 
-def render(folder: Path) -> str:
-    """The report page of ``folder``'s latest run, as HTML text."""
-    _, run = load_rows(folder)  # raises BenchError naming the folder when there is no store
+def _summary_file(folder: Path, run: dict[str, Any]) -> dict[str, Any] | None:
+    """``summary.json``, when it is this run's (the last run that finished left it)."""
+    path = folder / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else None
+    return summary if isinstance(summary, dict) and summary.get("run_id") == run.get("run_id") else None
+
+
+def render(folder: Path, loaded: RunRows | None = None) -> str:
+    """The report page of ``folder``'s latest run (``loaded``: its rows, when read already), as HTML text."""
+    loaded = loaded or load_rows(folder)  # raises BenchError naming the folder when there is no store
+    run = loaded.run
     plots_dir = folder / "plots"
     pngs = sorted(plots_dir.glob("*.png"), key=_plot_key) if plots_dir.is_dir() else []
     if not pngs:
-        write_plots(folder)
+        write_plots(folder, loaded)
         pngs = sorted(plots_dir.glob("*.png"), key=_plot_key) if plots_dir.is_dir() else []
     if not (folder / "leaderboard.csv").is_file():
-        write_leaderboard(folder)
+        write_leaderboard(folder, loaded)
     if not (folder / "ranking.csv").is_file():
-        write_ranking(folder)
-    summary_path = folder / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else run.get("summary")
+        write_ranking(folder, loaded)
+    summary = run.get("summary") or _summary_file(folder, run)
     name, status = str(run.get("name") or folder.name), str(run.get("status") or "unknown")
 
     parts = [
@@ -139,9 +146,9 @@ def render(folder: Path) -> str:
             f"<title>{escape(name)} — bench report</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
-def write_report(folder: Path) -> Path:
+def write_report(folder: Path, loaded: RunRows | None = None) -> Path:
     """Write ``folder/report.html`` (atomically) and return its path."""
-    text = render(folder)
+    text = render(folder, loaded)
     path = folder / "report.html"
     atomic_write_text(path, text)
     return path
