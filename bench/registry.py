@@ -253,7 +253,7 @@ class Registry(Generic[T]):
             by_name.setdefault(ep.name, []).append(ep)
         for name, eps in by_name.items():
             origins = ([self._entries[name].origin] if name in self._entries else []) + [
-                _origin_of_entry_point(ep) for ep in eps]
+                _origin_of_entry_point(ep) for ep in sorted(eps, key=_origin_of_entry_point)]
             if len(origins) > 1:  # neither wins: which one a run would use must not be a guess
                 why = f"given twice, by {' and by '.join(origins)}; uninstall one"
                 self._entries[name] = _Entry(None, " and ".join(origins), why, f"{self.kind} {name!r} is {why}")

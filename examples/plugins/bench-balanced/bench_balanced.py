@@ -10,14 +10,14 @@ A complete third-party task: it reuses bench's classification model, training an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
-from torch import nn
+import torch
 
 from bench.datasets.base import Dataset
 from bench.models.base import Model
-from bench.tasks.classification import ClassLabels, Classification, predict_topk
+from bench.tasks.classification import ClassLabels, Classification
 
 
 def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
@@ -37,15 +37,19 @@ def macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
 
 
 class BalancedClassification(Classification):
+    """Classification's network, training and predictions; its own metrics."""
+
     name = "balanced-classification"
-    description = "balanced accuracy and macro-F1 (every class weighs alike); on unlabelled photos, against predictions on the originals"
+    version = "bench-balanced-0.1.0"  # in every cell key: bump it when the metrics change
+    description = ("balanced accuracy and macro-F1 (every class weighs alike); "
+                   "on unlabelled photos, against predictions on the originals")
 
     def metric_names(self, dataset: Dataset) -> tuple[str, ...]:
         names = ("balanced_accuracy", "macro_f1")
         return names if dataset.has_labels else tuple(f"{n}_agreement" for n in names)
 
     def problems(self, dataset: Dataset, model: Model) -> list[str]:
-        # any classification model serves: the task differs from classification only in its metric
+        # any classification model serves: the task differs from classification only in its metrics
         if model.task != Classification.name:
             return [f"model {model.name!r} is a {model.task} model; {self.name} needs a classification model"]
         if not model.pretrained and not dataset.has_labels:
@@ -53,11 +57,13 @@ class BalancedClassification(Classification):
                     f"but {dataset.name!r} has no labels"]
         return []
 
-    def evaluate(
-        self, net: nn.Module, model: Model, images: Sequence[np.ndarray], references: ClassLabels, device: str
-    ) -> dict[str, float]:
-        predicted = predict_topk(net, model, images, device, k=1)[:, 0].numpy()
+    def score(self, predictions: Iterable[torch.Tensor], references: ClassLabels,
+              model: Model | None = None) -> dict[str, float]:
+        """The metrics of per-image predictions (classes, best first) against ``references``."""
+        predicted = np.array([int(top[0]) for top in predictions])
         labels = np.asarray(references.labels)
+        if len(predicted) != len(labels):
+            raise ValueError(f"{len(predicted)} predictions for {len(labels)} labels")
         suffix = "_agreement" if references.agreement else ""
         return {f"balanced_accuracy{suffix}": balanced_accuracy(labels, predicted),
                 f"macro_f1{suffix}": macro_f1(labels, predicted)}
