@@ -108,11 +108,6 @@ class Transcoded:
         return len(self.decoded)
 
     @property
-    def n_bytes(self) -> list[int]:
-        lengths = getattr(self.streams, "lengths", None)
-        return list(lengths) if lengths is not None else [len(s) for s in self.streams]
-
-    @property
     def pixels(self) -> list[int]:
         return [int(h * w) for h, w in zip(self.heights, self.widths)]
 
@@ -213,16 +208,6 @@ class Cache:
 
     def transcode_writer(self, key: str, info: dict[str, Any]) -> TranscodeWriter:
         return TranscodeWriter(self._transcode_dir(key), key, info)
-
-    def put_transcode(self, t: Transcoded, info: dict[str, Any]) -> None:
-        writer = self.transcode_writer(t.key, info)
-        try:
-            writer.add(t.decoded, t.streams, psnr=t.psnr, ms_ssim=t.ms_ssim, encode_s=t.encode_s,
-                       decode_s=t.decode_s, bits=t.bits, qualities=t.qualities)
-            writer.commit(t.rate_source)
-        except BaseException:
-            writer.abort()
-            raise
 
     def get_transcode(self, key: str) -> Transcoded:
         """A cached set; its decoded images and streams are read from disk when used."""
