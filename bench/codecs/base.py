@@ -43,7 +43,7 @@ class Codec(ABC):
 
     A subclass writes ``encode`` and ``decode`` and nothing more: defining them wraps them
     (``__init_subclass__``) in the checks every codec shares. Their input is checked before
-    the codec sees it (a sequence of ``(H, W, 3)`` uint8 images; non-empty bytes), their
+    the codec sees it (a sequence of ``(H, W, 3)`` uint8 images; bytes), their
     output after (one bytes object per image; one ``(H, W, 3)`` uint8 image per stream), and
     any exception they raise becomes a one-line ``CodecError`` naming the codec and the image
     (or stream) it failed on. A ``CodecError`` of the codec's own passes through unchanged.
@@ -207,9 +207,7 @@ def _checked_decode(decode: Callable[..., list[np.ndarray]]) -> Callable[..., li
                              f"got {type(streams).__name__}")
         for i, stream in enumerate(streams):
             if not isinstance(stream, _BYTES):
-                raise CodecError(f"{self.name} stream {i}: expected bytes, got {type(stream).__name__}")
-            if len(stream) == 0:
-                raise CodecError(f"{self.name} stream {i}: empty stream")
+                raise CodecError(f"{self.name} stream {i}: a stream must be bytes, got {type(stream).__name__}")
         try:
             images = decode(self, streams, *args, **kwargs)
         except CodecError:
