@@ -219,15 +219,16 @@ def test_detection_and_segmentation_train_on_latents(shapes_latents, task: str, 
 
 def _task_loss(task: str, net: nn.Module, lat: LatentSet, data) -> float:
     """The training loss on every item of ``lat``, without updating anything."""
-    from bench.domain.train import _TASKS
+    from bench.domain.train import LatentSource
+    from bench.train import TrainingSet, task_loss
 
-    ops, probe = _TASKS[task](data), copy.deepcopy(net).train()
+    t, probe = TASKS.get(task)(), copy.deepcopy(net).train()
     for m in probe.modules():  # batch statistics from the running averages, as in evaluation
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
-    idx = list(range(len(lat)))
+    items = TrainingSet(t, LatentSource(lat), t.training_targets(data))
     with torch.no_grad():
-        return float(ops.loss(probe, lat.batch(idx), lat, idx, [False] * len(idx), "cpu"))
+        return float(task_loss(t, probe, items.collate([items[i, False] for i in range(len(lat))])))
 
 
 def test_unsupported_forms_are_named() -> None:

@@ -11,13 +11,14 @@ codec. Here the codec's analysis transform g_a learns with it, under
   is the same). The likelihoods are those of training: uniform noise in place of rounding,
   in both entropy models. The entropy parameters come from ``h_s(ẑ)`` with ẑ the rounded z
   (straight-through), the ẑ the decoder sees (Minnen & Singh 2020's mixed quantisation).
-- **task loss** — the per-task loss of ``bench.domain.train`` on exactly what the network
+- **task loss** — the task's own training loss (``Task.loss``) on exactly what the network
   reads at test time: ŷ = round(y − μ) + μ with the straight-through estimator (μ the
   means of a mean-scale model, 0 for a scale hyperprior), and σ̂ (μ̂) from ``h_s(ẑ)``,
   concatenated in ``inputs`` order and cropped to the ``ceil(H/16) × ceil(W/16)`` grid
   cells that cover the image, as ``latent_set`` crops the latents a stream decodes to.
 
-Only g_a and the network are trained (AdamW, cosine decay: ``optimizer_for``); h_a, h_s,
+Only g_a and the network are trained, by the one training loop (``bench.train.fit``: AdamW,
+cosine decay); h_a, h_s,
 g_s and the entropy models stay frozen, so the decoder — and the entropy coder's tables —
 are unchanged and the finetuned encoder's streams decode with the original decoder.
 Images are replicate-padded to a multiple of 64 as the codec pads them, and grouped by
@@ -33,6 +34,7 @@ Only hyperpriors without a context model are supported: an autoregressive model'
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -43,9 +45,10 @@ from bench.codecs.neural import CompressAICodec, _padded, _to_tensor
 from bench.config import Schedule
 from bench.datasets.base import ImageSet
 from bench.domain.adapt import LATENT_STRIDE
-from bench.domain.train import _TASKS, LatentSet, _grid_image, latent_grid
+from bench.domain.train import LatentSet, _grid_image, latent_grid, pad_stack
 from bench.errors import BenchError
-from bench.tasks.base import optimizer_for
+from bench.tasks import Task, as_task
+from bench.train import Batch, TrainingSet, fit, task_loss
 
 #: Bench priors whose models can be finetuned jointly.
 JOINT_PRIORS = ("scale", "mean-scale")
@@ -116,26 +119,18 @@ def joint_forward(model: nn.Module, prior: str, x: torch.Tensor, inputs: Sequenc
     return {name: parts[name] for name in inputs}, bits
 
 
-def _encode_batch(model: nn.Module, prior: str, images: Sequence[np.ndarray], idx: Sequence[int],
-                  flips: Sequence[bool], inputs: Sequence[str], device: str,
-                  training: bool) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
-    """Each image's network input (parts concatenated, cropped to its grid) and the batch's
-    total bits; images grouped by padded size, each group one forward pass."""
+def _encode_batch(model: nn.Module, prior: str, images: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]],
+                  inputs: Sequence[str], device: str, training: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Each image's network input (parts concatenated, cropped to the grid of its original
+    ``sizes``) and the batch's total bits; images grouped by padded size, each group one
+    forward pass. An image may come edge-padded to its grid (mirrored: ``_grid_image``)."""
     groups: dict[tuple[int, int], list[int]] = {}
-    for k, i in enumerate(idx):
-        h, w = images[i].shape[:2]
+    for k, (h, w) in enumerate(sizes):
         groups.setdefault((_padded(h), _padded(w)), []).append(k)
-    latents: dict[int, torch.Tensor] = {}
+    latents: list[torch.Tensor | None] = [None] * len(images)
     total = torch.zeros((), device=device)
     for (hp, wp), ks in groups.items():
-        pics = []
-        for k in ks:
-            image = images[idx[k]]
-            gh, gw = latent_grid(image.shape[:2])
-            if flips[k]:
-                image = _grid_image(image, (gh * LATENT_STRIDE, gw * LATENT_STRIDE), True)
-            pics.append(_to_tensor(image, hp, wp))
-        x = torch.stack(pics).to(device)
+        x = torch.stack([_to_tensor(images[k], hp, wp) for k in ks]).to(device)
         if len(ks) == 1 and not training:
             # as the codec does: a batch of one takes another convolution path in PyTorch on
             # a CPU, whose last-bit differences flip a rounded latent now and then
@@ -145,12 +140,41 @@ def _encode_batch(model: nn.Module, prior: str, images: Sequence[np.ndarray], id
             parts, bits = joint_forward(model, prior, x, inputs, training)
         total = total + bits.sum()
         for row, k in enumerate(ks):
-            gh, gw = latent_grid(images[idx[k]].shape[:2])
-            latents[idx[k]] = torch.cat([parts[name][row, :, :gh, :gw].float() for name in inputs])
-    return latents, total
+            gh, gw = latent_grid(sizes[k])
+            latents[k] = torch.cat([parts[name][row, :, :gh, :gw].float() for name in inputs])
+    return latents, total  # type: ignore[return-value]  # every slot is filled
 
 
-def train_joint(task: str, model: nn.Module, net: nn.Module, inputs: Sequence[str],
+class _EncoderImages:
+    """Training images for an encoder trained with the network (``bench.train.Source``):
+    a mirrored image is edge-padded to its latent grid and mirrored there, before the
+    encoder, so the encoder sees the mirrored scene."""
+
+    def __init__(self, images: Sequence[np.ndarray]) -> None:
+        self.images = images
+        self.sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def width(self, i: int) -> int:
+        return latent_grid(self.sizes[i])[1] * LATENT_STRIDE
+
+    def item(self, i: int, flip: bool) -> tuple[np.ndarray, tuple[int, int]]:
+        image = self.images[i]
+        if flip:
+            gh, gw = latent_grid(self.sizes[i])
+            image = _grid_image(image, (gh * LATENT_STRIDE, gw * LATENT_STRIDE), True)
+        return image, self.sizes[i]
+
+    def collate(self, items: list[Any], flips: list[bool]) -> tuple[tuple[Any, ...], tuple[int, int], dict[str, Any]]:
+        sizes = [size for _, size in items]
+        grids = [latent_grid(size) for size in sizes]
+        frame = (max(g[0] for g in grids) * LATENT_STRIDE, max(g[1] for g in grids) * LATENT_STRIDE)
+        return (), frame, {"images": [image for image, _ in items], "sizes": sizes}
+
+
+def train_joint(task: Task | str, model: nn.Module, net: nn.Module, inputs: Sequence[str],
                 images: Sequence[np.ndarray], data: ImageSet, schedule: Schedule, task_weight: float,
                 seed: int, device: str) -> dict[str, Any]:
     """Train ``model.g_a`` and ``net`` in place under ``rate + task_weight · task loss``
@@ -159,56 +183,46 @@ def train_joint(task: str, model: nn.Module, net: nn.Module, inputs: Sequence[st
     eval mode, like ``net``. Returns per-epoch means of the training objective's terms:
     ``bpp_per_epoch`` (estimated, noisy likelihoods), ``task_loss_per_epoch`` and
     ``loss_per_epoch``, and the number of ``steps``."""
-    if task not in _TASKS:
-        raise BenchError(f"joint finetuning: unknown task {task!r} (one of {', '.join(_TASKS)})")
+    task = as_task(task)
     prior = _prior_of(model)
     _check_inputs(prior, inputs)
     if len(images) != len(data.images):
         raise BenchError(f"joint finetuning: {len(images)} images for a training set of {len(data.images)}")
     if len(images) == 0:
         raise BenchError("joint finetuning: no training images")
-    ops = _TASKS[task](data)
+    training = TrainingSet(task, _EncoderImages(images), task.training_targets(data))
     model.to(device).requires_grad_(False)
     model.g_a.requires_grad_(True)
     model.train()
-    net.to(device).train()
-    trained = nn.ModuleList([model.g_a, net])
-    opt, sched = optimizer_for(trained, schedule, len(images))
-    sizes = [tuple(int(s) for s in image.shape[:2]) for image in images]
-    lat = LatentSet([None] * len(images), sizes)  # type: ignore[list-item]  # filled per batch
-    gen = torch.Generator().manual_seed(seed)
     record: dict[str, Any] = {"bpp_per_epoch": [], "task_loss_per_epoch": [], "loss_per_epoch": [], "steps": 0,
                               "task_weight": task_weight, "prior": prior, "flips": "image"}
+    sums = dict.fromkeys(("bits", "pixels", "task", "loss"), 0.0)
+
+    def step(batch: Batch) -> torch.Tensor:
+        sizes = batch.extras["sizes"]
+        latents, bits = _encode_batch(model, prior, batch.extras["images"], sizes, inputs, device, training=True)
+        x = pad_stack(latents).to(device)  # already mirrored: the flips only mirror targets
+        task_term = task_loss(task, net, replace(batch, inputs=(x, sizes)))
+        n_pixels = sum(h * w for h, w in sizes)
+        loss = bits / n_pixels + task_weight * task_term
+        sums["bits"] += float(bits.detach())
+        sums["pixels"] += n_pixels
+        sums["task"] += float(task_term.detach()) * len(sizes)
+        sums["loss"] += float(loss.detach()) * len(sizes)
+        record["steps"] += 1
+        return loss
+
+    def on_epoch(epoch: int) -> None:
+        record["bpp_per_epoch"].append(sums["bits"] / sums["pixels"])
+        record["task_loss_per_epoch"].append(sums["task"] / len(images))
+        record["loss_per_epoch"].append(sums["loss"] / len(images))
+        sums.update(dict.fromkeys(sums, 0.0))
+
     cuda = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):  # the entropy models' noise, reproducible
         torch.manual_seed(seed)
-        for _ in range(schedule.epochs):
-            order = torch.randperm(len(images), generator=gen).tolist()
-            bits_sum = pixels = task_sum = loss_sum = 0.0
-            for start in range(0, len(order), schedule.batch_size):
-                idx = order[start : start + schedule.batch_size]
-                flips = (torch.rand(len(idx), generator=gen) < 0.5).tolist()
-                latents, bits = _encode_batch(model, prior, images, idx, flips, inputs, device, training=True)
-                for i in idx:
-                    lat.latents[i] = latents[i]
-                x = lat.batch(idx).to(device)  # already mirrored: the flips only mirror targets
-                task_loss = ops.loss(net, x, lat, idx, flips, device)
-                n_pixels = sum(sizes[i][0] * sizes[i][1] for i in idx)
-                bpp = bits / n_pixels
-                loss = bpp + task_weight * task_loss
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                for i in idx:
-                    lat.latents[i] = None  # type: ignore[call-overload]  # keep no graph alive
-                bits_sum, pixels = bits_sum + float(bits.detach()), pixels + n_pixels
-                task_sum += float(task_loss.detach()) * len(idx)
-                loss_sum += float(loss.detach()) * len(idx)
-                record["steps"] += 1
-            record["bpp_per_epoch"].append(bits_sum / pixels)
-            record["task_loss_per_epoch"].append(task_sum / len(images))
-            record["loss_per_epoch"].append(loss_sum / len(images))
+        fit(nn.ModuleList([model.g_a, net]), training, step, schedule, seed, device, hflip=task.hflip,
+            on_epoch=on_epoch)
     model.requires_grad_(False)
     model.update(force=True)
     model.eval()
@@ -231,9 +245,10 @@ def joint_latents(model: nn.Module, images: Sequence[np.ndarray], inputs: Sequen
     try:
         for start in range(0, len(images), batch_size):
             idx = list(range(start, min(start + batch_size, len(images))))
-            latents, b = _encode_batch(model, prior, images, idx, [False] * len(idx), inputs, device,
+            latents, b = _encode_batch(model, prior, [images[i] for i in idx],
+                                       [tuple(int(s) for s in images[i].shape[:2]) for i in idx], inputs, device,
                                        training=False)
-            out.extend(latents[i].cpu() for i in idx)
+            out.extend(t.cpu() for t in latents)
             bits += float(b)
     finally:
         model.train(was)

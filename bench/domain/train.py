@@ -1,33 +1,29 @@
-"""Training and evaluating compressed-domain networks on latents, for every task.
+"""Training and evaluating compressed-domain networks on latents, for any task.
 
-The loops mirror the pixel tasks' (AdamW with a cosine decay, random horizontal flips,
-the same losses and metrics); a flip mirrors each image's latents, its targets about the
-latent grid's width in pixels, and — with knowledge transfer — the original image padded
-to that grid, so teacher and student see the same scene.
+The task supplies its targets, their mirror, its loss and its metric (``bench.tasks.base``);
+``bench.train.fit`` is the loop. Every network here is called as ``net(x, sizes)`` (the
+latents and the original images' sizes, ``bench.domain.nets``). A flip mirrors each image's
+latents, its targets about the latent grid's width in pixels, and — with knowledge
+transfer — the original image padded to that grid, so teacher and student see the same scene.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bench.config import Schedule
 from bench.datasets.base import ImageSet
 from bench.domain.adapt import LATENT_STRIDE, FeatureRecorder, transfer_loss
 from bench.errors import BenchError
-from bench.metrics.detection import Detections, coco_map
-from bench.metrics.segmentation import confusion_matrix, segmentation_scores
 from bench.models.base import Model
-from bench.tasks.base import optimizer_for
-from bench.tasks.classification import ClassLabels, topk_correct
-from bench.tasks.detection import BoxReferences, _train_target, box_truth
-from bench.tasks.segmentation import MaskReferences, mask_references
+from bench.tasks import Task, as_task
+from bench.train import Batch, TrainingSet, fit, task_loss
 
 EVAL_BATCH = 64
 
@@ -35,6 +31,21 @@ EVAL_BATCH = 64
 def latent_grid(size: tuple[int, int]) -> tuple[int, int]:
     """The latent positions that cover an ``(H, W)`` image: ``ceil(H/16) × ceil(W/16)``."""
     return -(-size[0] // LATENT_STRIDE), -(-size[1] // LATENT_STRIDE)
+
+
+def pad_stack(latents: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``(n, C, h_max, w_max)``: the ``(C, h, w)`` latents zero-padded right and bottom."""
+    h = max(t.shape[-2] for t in latents)
+    w = max(t.shape[-1] for t in latents)
+    out = latents[0].new_zeros((len(latents), latents[0].shape[0], h, w))
+    for k, t in enumerate(latents):
+        out[k, :, : t.shape[-2], : t.shape[-1]] = t
+    return out
+
+
+def frame_of(x: torch.Tensor) -> tuple[int, int]:
+    """The ``(H, W)`` in image pixels that a batch of latents covers."""
+    return int(x.shape[-2]) * LATENT_STRIDE, int(x.shape[-1]) * LATENT_STRIDE
 
 
 @dataclass
@@ -59,14 +70,8 @@ class LatentSet:
 
     def batch(self, idx: Sequence[int], flips: Sequence[bool] | None = None) -> torch.Tensor:
         """``(n, C, h_max, w_max)``, each item flipped when asked, zero-padded right/bottom."""
-        items = [self.latents[i].flip(-1) if flips is not None and flips[k] else self.latents[i]
-                 for k, i in enumerate(idx)]
-        h = max(t.shape[-2] for t in items)
-        w = max(t.shape[-1] for t in items)
-        out = items[0].new_zeros((len(items), items[0].shape[0], h, w))
-        for k, t in enumerate(items):
-            out[k, :, : t.shape[-2], : t.shape[-1]] = t
-        return out
+        return pad_stack([self.latents[i].flip(-1) if flips is not None and flips[k] else self.latents[i]
+                          for k, i in enumerate(idx)])
 
 
 @dataclass
@@ -87,137 +92,92 @@ def _grid_image(image: np.ndarray, size: tuple[int, int], flip: bool) -> np.ndar
     return out[:, ::-1].copy() if flip else out
 
 
-def _teacher_features(tr: Transfer, idx: Sequence[int], flips: Sequence[bool], grids: list[tuple[int, int]],
-                      device: str) -> dict[str, torch.Tensor]:
-    h = max(g[0] for g in grids)
-    w = max(g[1] for g in grids)
-    images = [np.pad(_grid_image(tr.originals[i], g, f), ((0, h - g[0]), (0, w - g[1]), (0, 0)))
-              for i, f, g in zip(idx, flips, grids)]
-    x = tr.model.preprocess(images).to(device)
+class LatentSource:
+    """Latents as a compressed-domain network's input (``bench.train.Source``); under
+    knowledge transfer each item brings the teacher's image too, padded to its grid and
+    mirrored with it."""
+
+    def __init__(self, lat: LatentSet, transfer: Transfer | None = None) -> None:
+        self.lat, self.transfer = lat, transfer
+
+    def __len__(self) -> int:
+        return len(self.lat)
+
+    def width(self, i: int) -> int:
+        return self.lat.grid_pixels(i)[1]
+
+    def item(self, i: int, flip: bool) -> tuple[torch.Tensor, tuple[int, int], np.ndarray | None]:
+        latent = self.lat.latents[i].flip(-1) if flip else self.lat.latents[i]
+        teacher = None
+        if self.transfer is not None:
+            teacher = _grid_image(self.transfer.originals[i], self.lat.grid_pixels(i), flip)
+        return latent, self.lat.sizes[i], teacher
+
+    def collate(self, items: list[Any], flips: list[bool]) -> tuple[tuple[Any, ...], tuple[int, int], dict[str, Any]]:
+        x = pad_stack([it[0] for it in items])
+        frame = frame_of(x)
+        extras: dict[str, Any] = {}
+        if self.transfer is not None:
+            h, w = frame
+            images = [np.pad(t, ((0, h - t.shape[0]), (0, w - t.shape[1]), (0, 0))) for *_, t in items]
+            extras["teacher"] = self.transfer.model.preprocess(images)
+        return (x, [it[1] for it in items]), frame, extras
+
+
+def _teacher_features(tr: Transfer, x: torch.Tensor) -> dict[str, torch.Tensor]:
     with torch.no_grad(), FeatureRecorder(tr.teacher, list(tr.layers)) as feats:
         tr.teacher(x)
     return {k: v.detach() for k, v in feats.items()}
 
 
-# --- per-task pieces -------------------------------------------------------------------
-
-
-class _Classification:
-    def __init__(self, data: ImageSet) -> None:
-        assert data.labels is not None
-        self.labels = torch.as_tensor(data.labels, dtype=torch.long)
-
-    def loss(self, net: nn.Module, x: torch.Tensor, lat: LatentSet, idx: list[int], flips: list[bool],
-             device: str) -> torch.Tensor:
-        return F.cross_entropy(net(x), self.labels[idx].to(device))
-
-
-class _Detection:
-    def __init__(self, data: ImageSet) -> None:
-        self.targets = [_train_target(t, None) for t in box_truth(data)]
-
-    def loss(self, net: nn.Module, x: torch.Tensor, lat: LatentSet, idx: list[int], flips: list[bool],
-             device: str) -> torch.Tensor:
-        targets = []
-        for i, flip in zip(idx, flips):
-            boxes, labels = self.targets[i]
-            if flip:  # mirrored about the latent grid's width, which is what was flipped
-                width = lat.grid_pixels(i)[1]
-                boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
-            targets.append({"boxes": boxes.to(device), "labels": labels.to(device)})
-        return sum(net(x, [lat.sizes[i] for i in idx], targets).values())
-
-
-class _Segmentation:
-    def __init__(self, data: ImageSet) -> None:
-        self.refs = mask_references(data)
-
-    def loss(self, net: nn.Module, x: torch.Tensor, lat: LatentSet, idx: list[int], flips: list[bool],
-             device: str) -> torch.Tensor:
-        h, w = x.shape[-2] * LATENT_STRIDE, x.shape[-1] * LATENT_STRIDE
-        y = torch.full((len(idx), h, w), -100, dtype=torch.long)
-        for k, (i, flip) in enumerate(zip(idx, flips)):
-            grid = lat.grid_pixels(i)
-            m = torch.full(grid, -100, dtype=torch.long)
-            mask = torch.from_numpy(np.asarray(self.refs.masks[i]).astype(np.int64))
-            mask[mask == self.refs.ignore_index] = -100
-            m[: mask.shape[0], : mask.shape[1]] = mask
-            y[k, : grid[0], : grid[1]] = m.flip(-1) if flip else m
-        return F.cross_entropy(net(x), y.to(device), ignore_index=-100)
-
-
-_TASKS = {"classification": _Classification, "detection": _Detection, "segmentation": _Segmentation}
-
-
-def train_latent(task: str, net: nn.Module, lat: LatentSet, data: ImageSet, schedule: Schedule, seed: int,
+def train_latent(task: Task | str, net: nn.Module, lat: LatentSet, data: ImageSet, schedule: Schedule, seed: int,
                  device: str, transfer: Transfer | None = None) -> list[float]:
-    """Optimise ``net`` in place on the latents with the targets of ``data`` (plus the
-    knowledge-transfer term); returns the mean knowledge-transfer distance per epoch
+    """Optimise ``net`` in place on the latents with the task's targets of ``data`` (plus
+    the knowledge-transfer term); returns the mean knowledge-transfer distance per epoch
     (empty without transfer)."""
-    ops = _TASKS[task](data)
-    gen = torch.Generator().manual_seed(seed)
-    net.to(device).train()
-    opt, sched = optimizer_for(net, schedule, len(lat))
+    task = as_task(task)
     student_layers = [f"{net.feature_root}.{name}" if name else net.feature_root
                       for name in (transfer.layers if transfer else {})]
     distances: list[float] = []
-    for _ in range(schedule.epochs):
-        order = torch.randperm(len(lat), generator=gen).tolist()
-        total, count = 0.0, 0
-        for i in range(0, len(order), schedule.batch_size):
-            idx = order[i : i + schedule.batch_size]
-            flips = (torch.rand(len(idx), generator=gen) < 0.5).tolist()
-            x = lat.batch(idx, flips).to(device)
-            if transfer is None:
-                loss = ops.loss(net, x, lat, idx, flips, device)
-            else:
-                grids = [lat.grid_pixels(j) for j in idx]
-                teacher = _teacher_features(transfer, idx, flips, grids, device)
-                with FeatureRecorder(net, student_layers) as student:
-                    loss = ops.loss(net, x, lat, idx, flips, device)
-                kt = transfer_loss({name: student[full] for name, full in zip(transfer.layers, student_layers)},
-                                   teacher, transfer.layers)
-                loss = loss + kt
-                total, count = total + float(kt.detach()) * len(idx), count + len(idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    total, count = [0.0], [0]
+
+    def step(batch: Batch) -> torch.Tensor:
+        if transfer is None:
+            return task_loss(task, net, batch)
+        teacher = _teacher_features(transfer, batch.extras["teacher"])
+        with FeatureRecorder(net, student_layers) as student:
+            loss = task_loss(task, net, batch)
+        kt = transfer_loss({name: student[full] for name, full in zip(transfer.layers, student_layers)},
+                           teacher, transfer.layers)
+        total[0] += float(kt.detach()) * len(batch.index)
+        count[0] += len(batch.index)
+        return loss + kt
+
+    def on_epoch(epoch: int) -> None:
         if transfer is not None:
-            distances.append(total / count)
-    net.eval()
+            distances.append(total[0] / count[0])
+            total[0], count[0] = 0.0, 0
+
+    data_set = TrainingSet(task, LatentSource(lat, transfer), task.training_targets(data))
+    fit(net, data_set, step, schedule, seed, device, hflip=task.hflip, on_epoch=on_epoch)
     return distances
 
 
 @torch.no_grad()
-def evaluate_latent(task: str, net: nn.Module, lat: LatentSet, references: Any, device: str) -> dict[str, float]:
-    """The task's metrics of ``net`` on the latents, against the scenario-A references."""
+def evaluate_latent(task: Task | str, net: nn.Module, lat: LatentSet, references: Any, device: str) -> dict[str, float]:
+    """The task's metrics (its own ``score``) of ``net`` on the latents, against the
+    scenario-A references."""
+    task = as_task(task)
     net.eval()
-    batches = [list(range(i, min(i + EVAL_BATCH, len(lat)))) for i in range(0, len(lat), EVAL_BATCH)]
-    if task == "classification":
-        refs: ClassLabels = references
-        logits = torch.cat([net(lat.batch(b).to(device)).float().cpu() for b in batches])
-        labels = torch.as_tensor(refs.labels, dtype=torch.long)
-        names = ("top1_agreement", "top5_agreement") if refs.agreement else ("top1", "top5")
-        return {names[0]: topk_correct(logits, labels, 1) / len(labels),
-                names[1]: topk_correct(logits, labels, 5) / len(labels)}
-    if task == "detection":
-        boxes: BoxReferences = references
-        dets = []
-        for b in batches:
-            for d in net(lat.batch(b).to(device), [lat.sizes[i] for i in b]):
-                dets.append(Detections(d["boxes"].float().cpu().numpy(), d["scores"].float().cpu().numpy(),
-                                       d["labels"].cpu().numpy().astype(np.int64)))
-        return coco_map(boxes.truth, dets, len(boxes.classes))
-    masks: MaskReferences = references
-    c = len(masks.classes)
-    confusion = np.zeros((c, c + 1), np.int64)
-    for b in batches:
-        pred = net(lat.batch(b).to(device)).argmax(1).cpu().numpy()
-        for k, i in enumerate(b):
-            h, w = lat.sizes[i]
-            confusion += confusion_matrix(np.asarray(masks.masks[i]), pred[k, :h, :w], c, masks.ignore_index)
-    return segmentation_scores(confusion)
+
+    def predictions() -> Iterator[Any]:
+        for start in range(0, len(lat), EVAL_BATCH):
+            idx = list(range(start, min(start + EVAL_BATCH, len(lat))))
+            x = lat.batch(idx).to(device)
+            sizes = [lat.sizes[i] for i in idx]
+            yield from task.predictions(net(x, sizes), sizes, frame_of(x))
+
+    return task.score(predictions(), references)
 
 
 def latent_set(latents: Sequence[Any], inputs: Sequence[str]) -> tuple[LatentSet, list[int]]:

@@ -1,10 +1,17 @@
-"""Tasks: a metric, a training loop and an evaluation loop over (possibly compressed) images."""
+"""Tasks: what a network is trained and scored on, in small pieces.
+
+A task supplies its targets, how a horizontal flip mirrors them, how a batch of them is
+made, its loss and its metric; ``bench.train`` supplies the one training loop, for pixel
+networks (``Task.train``: scenarios A and C) and for compressed-domain networks reading a
+codec's latents (``bench.domain``: scenario D, with or without an encoder trained jointly).
+Evaluation is the task's ``predict`` (pixel networks) or ``predictions`` (any network's
+outputs, batch by batch), then its ``score``: scenario D scores latents with the same method.
+"""
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,11 +21,23 @@ from torch import nn
 from bench.config import Schedule
 from bench.datasets.base import Dataset, ImageSet
 from bench.models.base import Model
+from bench.train import to_device, train_on_images
+
+#: Images per forward pass when evaluating, unless the model says (``eval_batch``).
+EVAL_BATCH = 32
 
 
 class Task(ABC):
     name: ClassVar[str]
+    #: Part of every key of the task's cells and weights: bump it when what the task
+    #: computes (its targets, loss, augmentation or metric) changes.
+    version: ClassVar[str]
     description: ClassVar[str] = ""
+    #: Probability of a random horizontal flip of each training item (0: no flips).
+    hflip: ClassVar[float] = 0.5
+
+    def identity(self) -> dict[str, str]:
+        return {"task": self.name, "version": self.version}
 
     @abstractmethod
     def metric_names(self, dataset: Dataset) -> tuple[str, ...]:
@@ -39,29 +58,93 @@ class Task(ABC):
         """The ground truth the metric compares against: the dataset's own targets, or the
         model's predictions on the originals for an unlabelled dataset."""
 
+    # -- evaluation: predictions, then their score ------------------------------------------
+
     @abstractmethod
+    def predictions(self, outputs: Any, sizes: Sequence[tuple[int, int]], frame: tuple[int, int]) -> list[Any]:
+        """Per-image predictions, in the network's classes, from one batch of a network's
+        outputs in eval mode: ``sizes`` are the images' ``(H, W)``, ``frame`` the ``(H, W)``
+        in image pixels that the batch's (padded) input covers."""
+
+    @abstractmethod
+    def score(self, predictions: Iterable[Any], references: Any, model: Model | None = None) -> dict[str, float]:
+        """Metrics of per-image ``predictions`` (in image order) against ``references``;
+        ``model`` is the pixel model whose classes the predictions are in (None: the
+        dataset's own classes, as a network built for the dataset has)."""
+
+    @torch.no_grad()
+    def predict(self, net: nn.Module, model: Model, images: Sequence[np.ndarray], device: str) -> Iterator[Any]:
+        """Per-image predictions of the pixel network ``net`` on ``images``: runs of
+        same-size images, ``eval_batch`` at a time (the model's, or 32)."""
+        net.eval()
+        for idx in same_size_batches(images, getattr(model, "eval_batch", EVAL_BATCH)):
+            batch = [images[i] for i in idx]
+            inputs = to_device(self.batch_inputs(model, batch, [False] * len(batch)), device)
+            sizes = [(int(im.shape[0]), int(im.shape[1])) for im in batch]
+            yield from self.predictions(net(*inputs), sizes, sizes[0])
+
     def evaluate(
         self, net: nn.Module, model: Model, images: Sequence[np.ndarray], references: Any, device: str
     ) -> dict[str, float]:
         """Metrics of ``net`` on ``images`` against ``references``."""
+        return self.score(self.predict(net, model, images, device), references, model)
+
+    # -- training: targets, their mirror and batches, the loss --------------------------------
 
     @abstractmethod
+    def training_targets(self, data: ImageSet, model: Model | None = None) -> Sequence[Any]:
+        """One training target per image of ``data``, in the classes of ``model``'s network
+        (None: the dataset's own). May compute each item when it is indexed."""
+
+    def flip_target(self, target: Any, width: int) -> Any:
+        """``target`` mirrored about a frame ``width`` image pixels wide (an image's width,
+        or the latent grid's that covers it). A label is left as it is."""
+        return target
+
+    @abstractmethod
+    def collate_targets(self, targets: list[Any], frame: tuple[int, int]) -> Any:
+        """One batch of targets, for inputs that cover ``frame`` ``(H, W)`` image pixels."""
+
+    def batch_inputs(self, model: Model, images: list[np.ndarray], flips: list[bool]) -> tuple[Any, ...]:
+        """The pixel network's positional inputs for ``images``, each mirrored where
+        ``flips`` says: one ``model.preprocess`` batch, mirrored after preprocessing."""
+        x = model.preprocess(images)
+        flip = torch.tensor(flips, dtype=torch.bool)
+        x[flip] = x[flip].flip(-1)
+        return (x,)
+
+    def training_outputs(self, net: nn.Module, inputs: tuple[Any, ...], targets: Any) -> Any:
+        """What ``net`` gives in train mode for ``loss``: ``net(*inputs)``; a network that
+        computes its own loss (torchvision's detectors) is given the targets too."""
+        return net(*inputs)
+
+    @abstractmethod
+    def loss(self, outputs: Any, targets: Any) -> torch.Tensor:
+        """The training loss of a batch's ``outputs`` against its ``targets``."""
+
     def train(
         self, net: nn.Module, model: Model, images: Sequence[np.ndarray], data: ImageSet,
         schedule: Schedule, seed: int, device: str,
     ) -> None:
-        """Optimise ``net`` in place on ``images`` with the targets of ``data``."""
+        """Optimise ``net`` in place on ``images`` with the targets of ``data``: the one
+        training loop (``bench.train``) with this task's pieces."""
+        train_on_images(self, net, model, images, data, schedule, seed, device)
+
+
+def same_size_batches(images: Sequence[np.ndarray], limit: int) -> Iterator[list[int]]:
+    """Runs of consecutive indices whose images share a size, at most ``limit`` long."""
+    run: list[int] = []
+    for i, im in enumerate(images):
+        if run and (len(run) == limit or im.shape != images[run[0]].shape):
+            yield run
+            run = []
+        run.append(i)
+    if run:
+        yield run
 
 
 def validate_task_class(name: str, obj: object) -> None:
     """Registry check: a complete ``Task`` subclass called like one, registered under its ``name``."""
     from bench.registry import PluginKind
 
-    PluginKind(Task, {"name": str, "description": str})(name, obj)
-
-
-def optimizer_for(net: nn.Module, schedule: Schedule, n_images: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW with a cosine decay over the schedule's steps: the same for every task."""
-    opt = torch.optim.AdamW(net.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
-    steps = schedule.epochs * math.ceil(n_images / schedule.batch_size)
-    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    PluginKind(Task, {"name": str, "version": str, "description": str})(name, obj)

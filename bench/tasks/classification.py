@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from bench.config import Schedule
 from bench.datasets.base import Dataset, ImageSet
+from bench.errors import DatasetError
 from bench.models.base import Model
-from bench.tasks.base import Task, optimizer_for
+from bench.tasks.base import Task
 
 EVAL_BATCH = 64
 
 
-def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
-    """How many rows of ``logits`` have ``labels`` among their ``k`` largest entries."""
-    k = min(k, logits.shape[1])
-    return int((logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1).sum())
+def _top(logits: torch.Tensor, k: int) -> torch.Tensor:
+    return logits.float().topk(min(k, logits.shape[1]), dim=1).indices.cpu()
 
 
 @torch.no_grad()
@@ -31,8 +30,7 @@ def predict_topk(net: nn.Module, model: Model, images: Sequence[np.ndarray], dev
     out = []
     for i in range(0, len(images), EVAL_BATCH):
         x = model.preprocess(images[i : i + EVAL_BATCH]).to(device)
-        logits = net(x).float()
-        out.append(logits.topk(min(k, logits.shape[1]), dim=1).indices.cpu())
+        out.append(_top(net(x), k))
     return torch.cat(out)
 
 
@@ -52,6 +50,7 @@ class ClassLabels:
 
 class Classification(Task):
     name = "classification"
+    version = "1"
     description = "top-1/top-5 accuracy; on unlabelled photos, agreement with predictions on the originals"
 
     def metric_names(self, dataset: Dataset) -> tuple[str, ...]:
@@ -73,37 +72,36 @@ class Classification(Task):
         own = predict_topk(net, model, originals.images, device, k=1)[:, 0].numpy()
         return ClassLabels(own, agreement=True)
 
-    def evaluate(
-        self, net: nn.Module, model: Model, images: Sequence[np.ndarray], references: ClassLabels, device: str
-    ) -> dict[str, float]:
-        top = predict_topk(net, model, images, device)
+    # -- evaluation -------------------------------------------------------------------------
+
+    def predictions(self, outputs: torch.Tensor, sizes: Sequence[tuple[int, int]],
+                    frame: tuple[int, int]) -> list[torch.Tensor]:
+        """The five highest-scoring classes per image, best first."""
+        return list(_top(outputs, 5).unbind(0))
+
+    def predict(self, net: nn.Module, model: Model, images: Sequence[np.ndarray], device: str) -> Iterator[torch.Tensor]:
+        yield from predict_topk(net, model, images, device)
+
+    def score(self, predictions: Iterable[torch.Tensor], references: ClassLabels,
+              model: Model | None = None) -> dict[str, float]:
+        top = list(predictions)
         labels = torch.as_tensor(references.labels, dtype=torch.long)
         n = len(labels)
+        if len(top) != n:
+            raise ValueError(f"{len(top)} predictions for {n} labels")
+        top_k = torch.stack(top) if top else torch.zeros((0, 1), dtype=torch.long)
         names = ("top1_agreement", "top5_agreement") if references.agreement else ("top1", "top5")
-        return {names[0]: topk_hits(top, labels, 1) / n, names[1]: topk_hits(top, labels, 5) / n}
+        return {names[0]: topk_hits(top_k, labels, 1) / n, names[1]: topk_hits(top_k, labels, 5) / n}
 
-    def train(
-        self, net: nn.Module, model: Model, images: Sequence[np.ndarray], data: ImageSet,
-        schedule: Schedule, seed: int, device: str,
-    ) -> None:
-        """AdamW with a cosine learning-rate decay, random horizontal flips, cross-entropy."""
-        assert data.labels is not None
-        x_all = model.preprocess(images)
-        y_all = torch.as_tensor(data.labels, dtype=torch.long)
-        gen = torch.Generator().manual_seed(seed)
-        net.to(device).train()
-        opt, sched = optimizer_for(net, schedule, len(x_all))
-        loss_fn = nn.CrossEntropyLoss()
-        for _ in range(schedule.epochs):
-            order = torch.randperm(len(x_all), generator=gen)
-            for i in range(0, len(order), schedule.batch_size):
-                idx = order[i : i + schedule.batch_size]
-                x = x_all[idx]
-                flip = torch.rand(len(idx), generator=gen) < 0.5
-                x[flip] = x[flip].flip(-1)
-                loss = loss_fn(net(x.to(device)), y_all[idx].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-        net.eval()
+    # -- training: cross-entropy on the class labels -------------------------------------------
+
+    def training_targets(self, data: ImageSet, model: Model | None = None) -> torch.Tensor:
+        if data.labels is None:
+            raise DatasetError(f"dataset {data.dataset!r} ({data.split}) has no class labels to train on")
+        return torch.as_tensor(data.labels, dtype=torch.long)
+
+    def collate_targets(self, targets: list[torch.Tensor], frame: tuple[int, int]) -> torch.Tensor:
+        return torch.stack(targets)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, targets)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from bench.config import Schedule
 from bench.datasets.base import Dataset, ImageSet
 from bench.errors import BenchError, DatasetError
 from bench.metrics.detection import COCO_METRICS, Detections, ImageBoxes, coco_map
 from bench.models.base import Model
-from bench.tasks.base import Task, optimizer_for
+from bench.tasks.base import Task
 
 #: Images per forward pass when evaluating, unless the model says (``eval_batch``).
 EVAL_BATCH = 32
@@ -105,25 +105,23 @@ def _classes(data: ImageSet) -> tuple[str, ...]:
     return tuple(data.classes)
 
 
-@torch.no_grad()
-def detect(net: nn.Module, model: Model, images: Sequence[np.ndarray], device: str,
-           to_data: np.ndarray | None = None) -> list[Detections]:
-    """Detections on every image, labels in the dataset's classes (-1: not a dataset class)."""
-    net.eval()
-    out: list[Detections] = []
-    batch = getattr(model, "eval_batch", EVAL_BATCH)
-    for i in range(0, len(images), batch):
-        x = [im.to(device) for im in image_tensors(model, images[i : i + batch])]
-        for d in net(x):
-            labels = d["labels"].cpu().numpy().astype(np.int64)
-            if to_data is not None:
-                labels = np.where((labels >= 0) & (labels < len(to_data)), to_data[labels.clip(0, len(to_data) - 1)], -1)
-            out.append(Detections(d["boxes"].float().cpu().numpy(), d["scores"].float().cpu().numpy(), labels))
-    return out
+def _detections(outputs: list[dict[str, torch.Tensor]]) -> list[Detections]:
+    return [Detections(d["boxes"].float().cpu().numpy(), d["scores"].float().cpu().numpy(),
+                       d["labels"].cpu().numpy().astype(np.int64)) for d in outputs]
+
+
+def in_dataset_classes(dets: Detections, to_data: np.ndarray | None) -> Detections:
+    """``dets`` with labels in the dataset's classes (-1: not a dataset class)."""
+    if to_data is None:
+        return dets
+    labels = dets.labels
+    labels = np.where((labels >= 0) & (labels < len(to_data)), to_data[labels.clip(0, len(to_data) - 1)], -1)
+    return Detections(dets.boxes, dets.scores, labels)
 
 
 class Detection(Task):
     name = "detection"
+    version = "1"
     description = "COCO box mAP (AP@[.50:.95], AP50, AP75, APs/APm/APl) with pycocotools"
 
     def metric_names(self, dataset: Dataset) -> tuple[str, ...]:
@@ -144,48 +142,52 @@ class Detection(Task):
         class_maps(model, classes, f"dataset {originals.dataset!r}")  # fail early on no overlap
         return BoxReferences(box_truth(originals), classes)
 
-    def evaluate(
-        self, net: nn.Module, model: Model, images: Sequence[np.ndarray], references: BoxReferences, device: str
-    ) -> dict[str, float]:
-        to_data, _ = class_maps(model, references.classes, "dataset")
-        return coco_map(references.truth, detect(net, model, images, device, to_data), len(references.classes))
+    # -- evaluation: COCO mAP -------------------------------------------------------------
 
-    def train(
-        self, net: nn.Module, model: Model, images: Sequence[np.ndarray], data: ImageSet,
-        schedule: Schedule, seed: int, device: str,
-    ) -> None:
-        """The network's own loss (the sum of its loss dict), AdamW with a cosine decay,
-        random horizontal flips of image and boxes. Crowd regions, degenerate boxes and
-        classes a pretrained model lacks are left out of the targets."""
-        truth = box_truth(data)
-        if len(truth) != len(images):
-            raise ValueError(f"{len(images)} images but {len(truth)} box lists")
-        _, to_model = class_maps(model, _classes(data), f"dataset {data.dataset!r}")
-        targets = [_train_target(t, to_model) for t in truth]
-        gen = torch.Generator().manual_seed(seed)
-        net.to(device).train()
-        opt, sched = optimizer_for(net, schedule, len(images))
-        for _ in range(schedule.epochs):
-            order = torch.randperm(len(images), generator=gen).tolist()
-            for i in range(0, len(order), schedule.batch_size):
-                idx = order[i : i + schedule.batch_size]
-                flips = (torch.rand(len(idx), generator=gen) < 0.5).tolist()
-                x = image_tensors(model, [images[j] for j in idx])
-                batch_targets = []
-                for k, (j, flip) in enumerate(zip(idx, flips)):
-                    boxes, labels = targets[j]
-                    if flip:
-                        x[k] = x[k].flip(-1)
-                        width = images[j].shape[1]
-                        boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
-                    batch_targets.append({"boxes": boxes.to(device), "labels": labels.to(device)})
-                losses = net([xi.to(device) for xi in x], batch_targets)
-                loss = sum(losses.values())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
+    def predictions(self, outputs: list[dict[str, torch.Tensor]], sizes: Sequence[tuple[int, int]],
+                    frame: tuple[int, int]) -> list[Detections]:
+        return _detections(outputs)
+
+    @torch.no_grad()
+    def predict(self, net: nn.Module, model: Model, images: Sequence[np.ndarray], device: str) -> Iterator[Detections]:
+        """Detections on every image, ``eval_batch`` images (the model's, or 32) at a time."""
         net.eval()
+        batch = getattr(model, "eval_batch", EVAL_BATCH)
+        for i in range(0, len(images), batch):
+            x = [im.to(device) for im in image_tensors(model, images[i : i + batch])]
+            yield from _detections(net(x))
+
+    def score(self, predictions: Iterable[Detections], references: BoxReferences,
+              model: Model | None = None) -> dict[str, float]:
+        to_data = class_maps(model, references.classes, "dataset")[0] if model is not None else None
+        dets = [in_dataset_classes(d, to_data) for d in predictions]
+        return coco_map(references.truth, dets, len(references.classes))
+
+    # -- training: the network's own loss -------------------------------------------------------
+    # Crowd regions, degenerate boxes and classes a pretrained model lacks are left out of
+    # the targets; a flip mirrors the boxes.
+
+    def training_targets(self, data: ImageSet, model: Model | None = None) -> list[dict[str, torch.Tensor]]:
+        to_model = class_maps(model, _classes(data), f"dataset {data.dataset!r}")[1] if model is not None else None
+        return [dict(zip(("boxes", "labels"), _train_target(t, to_model))) for t in box_truth(data)]
+
+    def flip_target(self, target: dict[str, torch.Tensor], width: int) -> dict[str, torch.Tensor]:
+        boxes = target["boxes"]
+        return {**target, "boxes": torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)}
+
+    def collate_targets(self, targets: list[dict[str, torch.Tensor]], frame: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
+        return list(targets)
+
+    def batch_inputs(self, model: Model, images: list[np.ndarray], flips: list[bool]) -> tuple[Any, ...]:
+        """A list of image tensors (a detector batches them itself), mirrored where asked."""
+        x = image_tensors(model, images)
+        return ([xi.flip(-1) if flip else xi for xi, flip in zip(x, flips)],)
+
+    def training_outputs(self, net: nn.Module, inputs: tuple[Any, ...], targets: list[dict[str, torch.Tensor]]) -> Any:
+        return net(*inputs, targets)
+
+    def loss(self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        return sum(outputs.values())
 
 
 def _train_target(t: ImageBoxes, to_model: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,20 +10,20 @@ of the mean (``bench.metrics.segmentation``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import Schedule
 from bench.datasets.base import Dataset, ImageSet
 from bench.errors import DatasetError
 from bench.metrics.segmentation import confusion_matrix, segmentation_scores
 from bench.models.base import Model
-from bench.tasks.base import Task, optimizer_for
+from bench.tasks.base import Task
 from bench.tasks.detection import class_maps, missing_targets
 
 #: Images per forward pass when evaluating, unless the model says (``eval_batch``).
@@ -60,40 +60,42 @@ def mask_references(data: ImageSet) -> MaskReferences:
     return MaskReferences(masks, mask_classes(data), ignore)
 
 
-def _logits(net: nn.Module, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    out = net(x)
-    if isinstance(out, dict):  # torchvision: {"out": ..., "aux": ...}
+#: The target value of pixels the loss leaves out (``F.cross_entropy``'s default).
+IGNORED = -100
+
+
+def _resized(out: Any, size: tuple[int, int]) -> torch.Tensor:
+    """A segmenter's logits (torchvision's ``{"out": ..., "aux": ...}``: the ``out``) at ``size``."""
+    if isinstance(out, dict):
         out = out["out"]
-    if tuple(out.shape[-2:]) != size:
-        out = F.interpolate(out.float(), size=size, mode="bilinear", align_corners=False)
+    if tuple(out.shape[-2:]) != tuple(size):
+        out = F.interpolate(out.float(), size=tuple(size), mode="bilinear", align_corners=False)
     return out
 
 
-def _same_size_batches(images: Sequence[np.ndarray], limit: int) -> Iterator[list[int]]:
-    """Runs of consecutive indices whose images share a size, at most ``limit`` long."""
-    run: list[int] = []
-    for i, im in enumerate(images):
-        if run and (len(run) == limit or im.shape != images[run[0]].shape):
-            yield run
-            run = []
-        run.append(i)
-    if run:
-        yield run
+class MaskTargets(Sequence):
+    """Training targets per image, made when indexed: the label map as class indices of
+    the network (``to_model``; None: the dataset's own), ignored pixels ``IGNORED``."""
 
+    def __init__(self, refs: MaskReferences, to_model: np.ndarray | None) -> None:
+        self.refs, self.to_model = refs, to_model
 
-@torch.no_grad()
-def segment(net: nn.Module, model: Model, images: Sequence[np.ndarray], device: str,
-            to_data: np.ndarray | None = None) -> Iterator[tuple[list[int], np.ndarray]]:
-    """(indices, predicted label maps ``(n, H, W)`` in dataset classes, -1 for none) per batch."""
-    net.eval()
-    for idx in _same_size_batches(images, getattr(model, "eval_batch", EVAL_BATCH)):
-        batch = [images[i] for i in idx]
-        pred = _logits(net, model.preprocess(batch).to(device), batch[0].shape[:2]).argmax(1).cpu().numpy()
-        yield idx, (pred if to_data is None else to_data[pred])
+    def __len__(self) -> int:
+        return len(self.refs.masks)
+
+    def __getitem__(self, i: int) -> torch.Tensor:  # type: ignore[override]
+        y = torch.from_numpy(np.asarray(self.refs.masks[i]).astype(np.int64))
+        ignored = y == self.refs.ignore_index
+        if self.to_model is not None:
+            y = torch.from_numpy(self.to_model)[y.clamp(0, len(self.to_model) - 1)]
+        y[ignored] = IGNORED
+        y[y < 0] = IGNORED
+        return y
 
 
 class Segmentation(Task):
     name = "segmentation"
+    version = "1"
     description = "mean IoU over classes and pixel accuracy (mmseg conventions, ignore index honoured)"
 
     def metric_names(self, dataset: Dataset) -> tuple[str, ...]:
@@ -113,51 +115,65 @@ class Segmentation(Task):
         class_maps(model, refs.classes, f"dataset {originals.dataset!r}")  # fail early on no overlap
         return refs
 
-    def evaluate(
-        self, net: nn.Module, model: Model, images: Sequence[np.ndarray], references: MaskReferences, device: str
-    ) -> dict[str, float]:
-        if len(images) != len(references.masks):
-            raise ValueError(f"{len(images)} images but {len(references.masks)} label maps")
-        to_data, _ = class_maps(model, references.classes, "dataset")
+    # -- evaluation: a confusion matrix over every pixel ---------------------------------------
+
+    def predictions(self, outputs: Any, sizes: Sequence[tuple[int, int]], frame: tuple[int, int]) -> list[np.ndarray]:
+        """Label maps: the logits at the frame (resized when they are not), each cropped to
+        its image."""
+        pred = _resized(outputs, frame).argmax(1).cpu().numpy()
+        return [p[:h, :w] for p, (h, w) in zip(pred, sizes)]
+
+    def score(self, predictions: Iterable[np.ndarray], references: MaskReferences,
+              model: Model | None = None) -> dict[str, float]:
+        to_data = class_maps(model, references.classes, "dataset")[0] if model is not None else None
         c = len(references.classes)
         confusion = np.zeros((c, c + 1), np.int64)
-        for idx, pred in segment(net, model, images, device, to_data):
-            for i, p in zip(idx, pred):
-                mask = np.asarray(references.masks[i])
-                if mask.shape != p.shape:
-                    raise ValueError(f"image {i}: label map {mask.shape} but prediction {p.shape}")
-                confusion += confusion_matrix(mask, p, c, references.ignore_index)
+        n = 0
+        for i, p in enumerate(predictions):
+            if i >= len(references.masks):
+                raise ValueError(f"more predictions than the {len(references.masks)} label maps")
+            mask = np.asarray(references.masks[i])
+            if mask.shape != p.shape:
+                raise ValueError(f"image {i}: label map {mask.shape} but prediction {p.shape}")
+            confusion += confusion_matrix(mask, p if to_data is None else to_data[p], c, references.ignore_index)
+            n += 1
+        if n != len(references.masks):
+            raise ValueError(f"{n} predictions but {len(references.masks)} label maps")
         return segmentation_scores(confusion)
 
-    def train(
-        self, net: nn.Module, model: Model, images: Sequence[np.ndarray], data: ImageSet,
-        schedule: Schedule, seed: int, device: str,
-    ) -> None:
-        """Pixel-wise cross-entropy (ignored pixels left out), AdamW with a cosine decay,
-        random horizontal flips. Images of different sizes in one batch are padded
-        (image with zeros, label map with the ignore index)."""
+    # -- training: pixel-wise cross-entropy, ignored pixels left out ---------------------------
+
+    def training_targets(self, data: ImageSet, model: Model | None = None) -> MaskTargets:
         refs = mask_references(data)
-        if len(refs.masks) != len(images):
-            raise ValueError(f"{len(images)} images but {len(refs.masks)} label maps")
-        _, to_model = class_maps(model, refs.classes, f"dataset {data.dataset!r}")
-        gen = torch.Generator().manual_seed(seed)
-        net.to(device).train()
-        opt, sched = optimizer_for(net, schedule, len(images))
-        for _ in range(schedule.epochs):
-            order = torch.randperm(len(images), generator=gen).tolist()
-            for i in range(0, len(order), schedule.batch_size):
-                idx = order[i : i + schedule.batch_size]
-                x, y = _train_batch(model, [images[j] for j in idx], [refs.masks[j] for j in idx],
-                                    refs.ignore_index, to_model)
-                flip = torch.rand(len(idx), generator=gen) < 0.5
-                x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-                y = y.to(device)
-                loss = F.cross_entropy(_logits(net, x.to(device), tuple(y.shape[-2:])), y, ignore_index=-100)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-        net.eval()
+        to_model = class_maps(model, refs.classes, f"dataset {data.dataset!r}")[1] if model is not None else None
+        return MaskTargets(refs, to_model)
+
+    def flip_target(self, target: torch.Tensor, width: int) -> torch.Tensor:
+        """The label map right-padded (ignored) to ``width``, mirrored."""
+        if width > target.shape[-1]:
+            target = F.pad(target, (0, width - target.shape[-1]), value=IGNORED)
+        return target.flip(-1)
+
+    def collate_targets(self, targets: list[torch.Tensor], frame: tuple[int, int]) -> torch.Tensor:
+        """``(N, H, W)``: each map at the top left, the rest ignored."""
+        y = torch.full((len(targets), *frame), IGNORED, dtype=torch.long)
+        for k, t in enumerate(targets):
+            y[k, : t.shape[0], : t.shape[1]] = t
+        return y
+
+    def batch_inputs(self, model: Model, images: list[np.ndarray], flips: list[bool]) -> tuple[Any, ...]:
+        """One batch; images of different sizes are mirrored, zero-padded right and bottom
+        to a common size, then preprocessed."""
+        h = max(im.shape[0] for im in images)
+        w = max(im.shape[1] for im in images)
+        if all(im.shape[:2] == (h, w) for im in images):
+            return super().batch_inputs(model, images, flips)
+        padded = [np.pad(im[:, ::-1] if flip else im, ((0, h - im.shape[0]), (0, w - im.shape[1]), (0, 0)))
+                  for im, flip in zip(images, flips)]
+        return (model.preprocess(padded),)
+
+    def loss(self, outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(_resized(outputs, tuple(targets.shape[-2:])), targets, ignore_index=IGNORED)
 
 
 def _train_batch(model: Model, images: list[np.ndarray], masks: list[np.ndarray], ignore_index: int,
