@@ -145,7 +145,7 @@ class CompressedDomain(Scenario):
         else:
             net, info = self._latent_model(ctx, variant)
             lat, _ = self._latents(ctx, "val", list(variant.inputs))
-        metrics = evaluate_latent(ctx.exp.task.name, net, lat, refs, ctx.device)
+        metrics = evaluate_latent(ctx.exp.task, net, lat, refs, ctx.device)
         # the same network costs the same with or without knowledge transfer: measured once
         arch = ("cost", ctx.exp.index, ctx.cell.codec_label, q, variant.arch, tuple(variant.inputs),
                 variant.drop_stages)
@@ -187,7 +187,7 @@ class CompressedDomain(Scenario):
             layers = {taps[s]: w for s, w in zip(variant.transfer.strides, variant.transfer.layer_weights())}
             transfer = Transfer(root.eval(), exp.model, layers, ctx.originals("train").images)
         t0 = time.perf_counter()
-        distances = train_latent(exp.task.name, net, train, ctx.originals("train"), cd.train, exp.seed,
+        distances = train_latent(exp.task, net, train, ctx.originals("train"), cd.train, exp.seed,
                                  ctx.device, transfer)
         ctx.keep_weights("compressed-domain", net.state_dict(), t0,
                          f"D:{ctx.cell.variant} on {ctx.cell.codec_label}@{ctx.quality()} latents")
@@ -216,7 +216,7 @@ class CompressedDomain(Scenario):
         else:
             t0 = time.perf_counter()
             train = ctx.originals("train")
-            info = train_joint(exp.task.name, model.to(ctx.device), net, list(variant.inputs), train.images, train,
+            info = train_joint(exp.task, model.to(ctx.device), net, list(variant.inputs), train.images, train,
                                cd.train, variant.joint.task_weight, exp.seed, ctx.device)
             state = {f"net.{k}": v for k, v in net.state_dict().items()}
             state.update({f"codec.{k}": v for k, v in model.state_dict().items()})
