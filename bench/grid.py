@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from bench.codecs import CODECS, Codec, OperatingPoint
 from bench.config import CodecEntry, DomainVariant, Experiment, Grid, format_validation_error
-from bench.keys import cell_key, identity_key, reference_key, setting_identity
+from bench.keys import cell_key, harness_parts, identity_key, reference_key, setting_identity
 from bench.datasets import DATASETS, Dataset
 from bench.errors import BenchError, ConfigError, UnknownNameError
 from bench.models import MODELS, Model
@@ -121,7 +121,9 @@ class Cell:
 
     def keyed(self, contents: dict[str, dict[str, str]]) -> Cell:
         """This cell with its key, from the content of its splits (by split name)."""
-        return replace(self, key=cell_key(self.ident, {split: contents[split] for split in self.splits}))
+        harness = harness_parts(coded=self.codec_label is not None, trained="train" in self.splits,
+                                searched=self.target is not None and self.target.mode == "dataset")
+        return replace(self, key=cell_key(self.ident, {split: contents[split] for split in self.splits}, harness))
 
     def describe(self) -> str:
         op = f" {self.codec_label}@{self.setting}" if self.codec_label else ""

@@ -134,9 +134,18 @@ def weights_key(kind: str, cell: dict[str, Any], train: dict[str, str]) -> str:
                         "weights": kind, "cell": cell, "train_data": train}, 32)
 
 
-def cell_key(cell: dict[str, Any], data: dict[str, dict[str, str]]) -> str:
-    """A cell: its identity and the content of every split it reads (by split name)."""
-    return stable_hash({"schema": CELL_SCHEMA, "harness": HARNESS, "cell": cell, "data": data})
+def harness_parts(coded: bool, trained: bool, searched: bool) -> dict[str, int]:
+    """The harness parts a cell's result goes through: its metric always; coding when it
+    reads a codec's output, the rate search when its operating point is a per-dataset
+    target, the training loop when it or its scenario-A model trains."""
+    parts = ["evaluate"] + ["transcode"] * coded + ["rate_control"] * searched + ["train"] * trained
+    return {p: HARNESS[p] for p in parts}
+
+
+def cell_key(cell: dict[str, Any], data: dict[str, dict[str, str]], harness: dict[str, int]) -> str:
+    """A cell: its identity, the content of every split it reads (by split name) and the
+    versions of the harness parts it goes through (``harness_parts``)."""
+    return stable_hash({"schema": CELL_SCHEMA, "harness": harness, "cell": cell, "data": data})
 
 
 def identity_key(cell: dict[str, Any]) -> str:
