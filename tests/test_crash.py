@@ -217,7 +217,9 @@ SPAWN_POOL = textwrap.dedent("""
 @linux_only
 def test_spawned_workers_exit_when_their_run_is_killed() -> None:
     tag = uuid.uuid4().hex
-    proc = subprocess.Popen([sys.executable, "-c", SPAWN_POOL], stdout=subprocess.PIPE, env={**os.environ, TAG: tag})
+    # stderr: its resource tracker reports the semaphores it cleans up after the kill
+    proc = subprocess.Popen([sys.executable, "-c", SPAWN_POOL], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, TAG: tag})
     workers = {int(p) for p in proc.stdout.readline().split()}
     assert len(workers) == 2 and workers <= set(_tagged(tag)), proc.poll()
     _kill_once_busy(proc, tag, lambda procs: True)
