@@ -221,6 +221,8 @@ def fit(
             scaler.step(opt)
             scaler.update()
             sched.step()
+        # A checkpoint belongs here (through ``on_epoch``): the weights, ``opt``, ``sched``,
+        # ``scaler`` and ``order.get_state()`` resume the run exactly at the next epoch.
         if on_epoch is not None:
             on_epoch(epoch)
     module.eval()
