@@ -29,6 +29,7 @@ run: $(VENV)/.installed
 	$(VENV)/bin/bench run --grid codecs.yaml
 
 test: $(VENV)/.openmmlab
+	scripts/ensure_chromium.sh
 	$(PY) -m pytest -q
 
 clean-env:

@@ -8,7 +8,20 @@ import pandas as pd
 
 COLUMNS = ["task", "model", "dataset", "scenario", "codec", "quality", "bpp", "bpp_total", "psnr",
            "ms_ssim", "metric", "value", "n_images", "seed", "rate_source", "target_bpp", "cell"]
+#: Every column's type, whatever its values: a number column that happens to be empty (no
+#: target bitrates in the grid) is still a float column in the Parquet file, and a text
+#: column stays text with missing values (``rate_source`` of scenario A) as nulls.
+TEXT, INTEGER, FLOAT, FLAG = "string", "Int64", "float64", "boolean"
+DTYPES = {"task": TEXT, "model": TEXT, "dataset": TEXT, "scenario": TEXT, "codec": TEXT, "quality": INTEGER,
+          "bpp": FLOAT, "bpp_total": FLOAT, "psnr": FLOAT, "ms_ssim": FLOAT, "metric": TEXT, "value": FLOAT,
+          "n_images": INTEGER, "seed": INTEGER, "rate_source": TEXT, "target_bpp": FLOAT, "cell": TEXT}
 SCENARIO_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
+
+
+def typed(frame: pd.DataFrame, dtypes: dict[str, str], default: str | None = None) -> pd.DataFrame:
+    """``frame`` with each column cast to its type in ``dtypes`` (else ``default``, if given)."""
+    wanted = {c: dtypes.get(c, default) for c in frame.columns}
+    return frame.astype({c: t for c, t in wanted.items() if t is not None})
 
 
 def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -29,10 +42,9 @@ def leaderboard_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "value": value, "n_images": r["n_images"], "seed": r["seed"], "target_bpp": r.get("target_bpp"),
                 "cell": r["key"],
             })
-    df = pd.DataFrame.from_records(records, columns=COLUMNS)
+    df = typed(pd.DataFrame.from_records(records, columns=COLUMNS), DTYPES)
     if df.empty:
         return df
-    df["quality"] = df["quality"].astype("Int64")
     df["_s"] = df["scenario"].str[0].map(SCENARIO_ORDER).fillna(9)
     # metrics keep the order the task reports them in (its primary metric first)
     df["_m"] = df.groupby(["task", "model", "dataset"]).cumcount()

@@ -20,13 +20,16 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics.bd import BDResult, bd_metric, bd_per_item, bd_rate
-from bench.report.leaderboard import leaderboard_frame
+from bench.report.leaderboard import FLAG, FLOAT, INTEGER, TEXT, leaderboard_frame, typed
 
 KEYS = ["task", "model", "dataset", "seed", "scenario", "metric"]
 COLUMNS = KEYS + ["rank", "codec", "anchor", "bd_rate", "bd_metric", "overlap", "points", "monotonic",
                   "drop_from_A", "recovered_share", "warnings"]
 #: With ``analysis.per_item``, the fidelity rows' deltas per image, averaged.
 PER_IMAGE = ["bd_rate_per_image", "bd_metric_per_image", "per_image_items"]
+#: Column types (the values at target rates, ``value@0.5bpp`` and the like, are floats).
+DTYPES = {**{k: TEXT for k in KEYS}, "seed": INTEGER, "rank": INTEGER, "codec": TEXT, "anchor": TEXT,
+          "points": INTEGER, "monotonic": FLAG, "per_image_items": INTEGER, "warnings": TEXT}
 
 
 def anchor_of(grid: dict[str, Any]) -> str | None:
@@ -175,7 +178,7 @@ def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFr
     anchor = anchor_of(grid)
     method = (grid.get("analysis") or {}).get("interpolation", "pchip")
     if df.empty or anchor is None:
-        return pd.DataFrame(columns=COLUMNS)
+        return typed(pd.DataFrame(columns=COLUMNS), DTYPES, FLOAT)
     records: list[dict[str, Any]] = []
     for (task, model, dataset, seed, metric), group in df.groupby(["task", "model", "dataset", "seed", "metric"],
                                                                   sort=False):
@@ -212,5 +215,4 @@ def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFr
     targets = sorted({c for c in out.columns if "@" in c}, key=lambda c: (float(c.split("@")[1][:-3]), c[0] != "v"))
     first = [c for c in COLUMNS if c != "warnings"]
     out = out.reindex(columns=first + (PER_IMAGE if per_item else []) + targets + ["warnings"])
-    out["rank"] = out["rank"].astype("Int64")
-    return out.reset_index(drop=True)
+    return typed(out, DTYPES, FLOAT).reset_index(drop=True)

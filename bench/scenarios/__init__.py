@@ -16,7 +16,7 @@ def _validate(name: str, obj: object) -> None:
     """Registry check: a complete ``Scenario`` subclass called like one, registered under its ``name``."""
     from bench.registry import PluginKind
 
-    PluginKind(Scenario, {"name": str, "description": str})(name, obj)
+    PluginKind(Scenario, {"name": str, "version": str, "description": str})(name, obj)
 
 
 SCENARIOS: Registry[type[Scenario]] = Registry("scenario", group="bench.scenarios", validate=_validate)
