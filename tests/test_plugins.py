@@ -159,6 +159,22 @@ def test_example_codec_and_task_run_through_bench_run(tmp_path: Path) -> None:
     assert abs(high.psnr - 40) < 3  # the knob is the target PSNR
 
 
+def test_example_task_takes_part_in_scenario_d(tmp_path: Path) -> None:
+    """A third-party task in the compressed domain: D's network comes from the task's
+    default (the whole pixel network adapted to read latents) and is scored by the task's
+    own metrics."""
+    grid = small_grid([{"codec": "bmshj2018-hyperprior", "weights": "embedded", "qualities": [1]}],
+                      task="balanced-classification", scenarios=("A", "B", "D"))
+    grid["experiments"][0]["compressed_domain"] = {"train": {"epochs": 1, "batch_size": 20, "lr": 0.003}}
+    path = write_grid(tmp_path / "g.yaml", grid)
+    proc = bench_cli("run", "--grid", path, "--out", tmp_path / "out", "--quiet", "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lb = pd.read_csv(tmp_path / "out" / "tiny" / "leaderboard.csv")
+    d = lb[lb.scenario == "D:aa"]
+    assert set(d.metric) == {"balanced_accuracy", "macro_f1"} and d.value.between(0, 1).all()
+    assert d.bpp.iloc[0] == lb[lb.scenario == "B"].bpp.iloc[0]  # the same bitstreams as B
+
+
 def test_example_codec_is_real_jpeg_2000(kodak_crop: np.ndarray) -> None:
     codec = CODECS.get("jpeg2000")()
     [stream] = codec.encode([kodak_crop], OperatingPoint(35))

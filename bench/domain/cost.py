@@ -50,14 +50,12 @@ def best_time(fn: Callable[[], Any], device: str, repeats: int = 3) -> float:
     return min(once() for _ in range(repeats))
 
 
-def pixel_forward(task: str, net: nn.Module, model: Model, images: Sequence[np.ndarray], device: str) -> Any:
-    x = model.preprocess(images).to(device)
-    return net(list(x.unbind(0))) if task == "detection" else net(x)
-
-
-def cost_record(task: str, codec: Any, quality: int, streams: Sequence[bytes], pixel: nn.Module, model: Model,
+def cost_record(task: Any, codec: Any, quality: int, streams: Sequence[bytes], pixel: nn.Module, model: Model,
                 latent_net: nn.Module, inputs: Sequence[str], device: str) -> dict[str, float]:
     """Parameters, GFLOPs and ms per image of both paths on ``streams`` (one batch)."""
+    from bench.tasks import as_task
+
+    task = as_task(task)
     pixel.eval()
     latent_net.eval()
     n = len(streams)
@@ -67,12 +65,12 @@ def cost_record(task: str, codec: Any, quality: int, streams: Sequence[bytes], p
     sizes = lat.sizes
     decode_s = best_time(lambda: codec.decode(streams), device)
     entropy_s = best_time(lambda: codec.latents(streams), device)
-    pixel_s = best_time(lambda: pixel_forward(task, pixel, model, decoded, device), device)
+    pixel_s = best_time(lambda: task.forward(pixel, model, decoded, device), device)
     latent_s = best_time(lambda: latent_net(x, sizes), device)
     synthesis = codec.synthesis(quality)
     y = codec.latents(streams[:1])[0].y_hat[None].to(device)
     synthesis_flops = count_flops(lambda: synthesis(y))
-    pixel_flops = count_flops(lambda: pixel_forward(task, pixel, model, decoded, device)) / n
+    pixel_flops = count_flops(lambda: task.forward(pixel, model, decoded, device)) / n
     latent_flops = count_flops(lambda: latent_net(x, sizes)) / n
     decode_infer = (decode_s + pixel_s) / n
     compressed = (entropy_s + latent_s) / n

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,9 @@ from bench.domain.adapt import LATENT_STRIDE, adapt_aa, adapt_cresnet, adapt_res
 from bench.errors import BenchError
 from bench.models.detectors import TinyCenterNetNet, cpu_bf16
 from bench.models.segmenters import TinyFCNNet
+
+if TYPE_CHECKING:
+    from bench.tasks.base import Task
 
 ARCHS = ("aa", "reshape", "cresnet")
 
@@ -95,37 +98,23 @@ class LatentFCN(nn.Module):
         return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
 
 
-def unsupported(task: str, pixel: type[nn.Module] | None, arch: str) -> str | None:
-    """Why a compressed-domain form of this pixel network cannot be built, or None."""
-    if task == "detection" and pixel is not None and not issubclass(pixel, TinyCenterNetNet):
-        return f"compressed-domain detection is built for tiny-centernet (got {pixel.__name__})"
-    if task == "segmentation" and pixel is not None and not issubclass(pixel, TinyFCNNet):
-        return f"compressed-domain segmentation is built for tiny-fcn (got {pixel.__name__})"
-    if arch == "cresnet" and task != "classification":
-        return "cresnet is a classifier; use aa or reshape for detection and segmentation"
-    return None
+def unsupported_model(task: Task | str, model: Any, arch: str) -> str | None:
+    from bench.tasks import as_task
 
-
-def unsupported_model(task: str, model: Any, arch: str) -> str | None:
-    """``unsupported`` for a model plugin, before anything is built."""
+    """Why scenario D cannot build ``arch`` for ``model`` on ``task``, before anything is built."""
     if type(model).__module__.endswith("openmmlab"):
         return f"model {model.name!r}: compressed-domain forms of OpenMMLab models are not built yet"
-    pixel = {"tiny-centernet": TinyCenterNetNet, "tiny-fcn": TinyFCNNet}.get(model.name)
-    if task in ("detection", "segmentation") and pixel is None:
-        kind = "tiny-centernet" if task == "detection" else "tiny-fcn"
-        return f"compressed-domain {task} is built for {kind} (got model {model.name!r})"
-    return unsupported(task, pixel, arch)
+    return as_task(task).latent_problem(model, arch)
 
 
-def latent_network(task: str, pixel: nn.Module, arch: str, splits: Sequence[int], init: str = "pixel",
+def latent_network(task: Task | str, pixel: nn.Module, arch: str, splits: Sequence[int], init: str = "pixel",
                    drop_stages: int = 1) -> nn.Module:
-    """The compressed-domain network for ``task`` built from the trained ``pixel`` network."""
-    if (why := unsupported(task, type(pixel), arch)) is not None:
-        raise BenchError(why)
+    """The compressed-domain network for ``task`` built from the trained ``pixel`` network
+    (a copy): the task's own ``latent_network``."""
+    if arch not in ARCHS:
+        raise BenchError(f"unknown compressed-domain architecture {arch!r} (one of {', '.join(ARCHS)})")
+    from bench.tasks import as_task
+
     pixel = copy.deepcopy(pixel).float().to(memory_format=torch.contiguous_format)
-    if task == "classification":
-        net: nn.Module = LatentClassifier(adapt(pixel, arch, splits, drop_stages))
-    else:
-        pixel.backbone = adapt(pixel.backbone, arch, splits, drop_stages)
-        net = LatentCenterNet(pixel) if task == "detection" else LatentFCN(pixel)
+    net = as_task(task).latent_network(pixel, arch, splits, drop_stages)
     return reset_parameters(net) if init == "scratch" else net

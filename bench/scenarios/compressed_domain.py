@@ -74,7 +74,7 @@ class CompressedDomain(Scenario):
             if v.display() in seen:
                 out.append(f"compressed_domain.variants[{j}]: label {v.display()!r} is used twice (set 'label:')")
             seen.add(v.display())
-            if (why := unsupported_model(exp.task.name, exp.model, v.arch)) is not None:
+            if (why := unsupported_model(exp.task, exp.model, v.arch)) is not None:
                 out.append(f"compressed_domain.variants[{j}]: {why}")
             if v.joint is not None:
                 for rc in self.latent_codecs(exp):
@@ -149,7 +149,7 @@ class CompressedDomain(Scenario):
         # the same network costs the same with or without knowledge transfer: measured once
         arch = ("cost", ctx.exp.index, ctx.cell.codec_label, q, variant.arch, tuple(variant.inputs),
                 variant.drop_stages)
-        cost = ctx.shared(arch, lambda: cost_record(ctx.exp.task.name, codec, q, val.streams[:COST_IMAGES], pixel,
+        cost = ctx.shared(arch, lambda: cost_record(ctx.exp.task, codec, q, val.streams[:COST_IMAGES], pixel,
                                                     ctx.exp.model, net, list(variant.inputs), ctx.device))
         result = ctx.result(metrics, transcoded=val, n_images=len(val))
         result.row["record"].update({"compressed_domain": info, "cost": cost})
@@ -174,7 +174,7 @@ class CompressedDomain(Scenario):
         pixel, _ = ctx.reference()
         train, splits = self._latents(ctx, "train", list(variant.inputs))
         torch.manual_seed(exp.seed)
-        net = latent_network(exp.task.name, pixel, variant.arch, splits, variant.init, variant.drop_stages)
+        net = latent_network(exp.task, pixel, variant.arch, splits, variant.init, variant.drop_stages)
         net.to(ctx.device)
         state = ctx.cached_weights("compressed-domain")
         if state is not None:
@@ -206,7 +206,7 @@ class CompressedDomain(Scenario):
         pixel, _ = ctx.reference()
         model = copy.deepcopy(ctx.codec.compression_model(q)).cpu()
         torch.manual_seed(exp.seed)
-        net = latent_network(exp.task.name, pixel, variant.arch, [model.M] * len(variant.inputs), variant.init,
+        net = latent_network(exp.task, pixel, variant.arch, [model.M] * len(variant.inputs), variant.init,
                              variant.drop_stages).to(ctx.device)
         state = ctx.cached_weights("joint")
         if state is not None:

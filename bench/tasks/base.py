@@ -130,6 +130,25 @@ class Task(ABC):
         training loop (``bench.train``) with this task's pieces."""
         train_on_images(self, net, model, images, data, schedule, seed, device)
 
+    # -- scenario D: the task's network on latents ------------------------------------
+    def latent_problem(self, model: Model, arch: str) -> str | None:
+        """Why scenario D cannot build ``arch`` from ``model``'s network (checked before any
+        work), or None. The default network is the whole pixel network adapted."""
+        return None
+
+    def latent_network(self, pixel: nn.Module, arch: str, splits: Sequence[int], drop_stages: int) -> nn.Module:
+        """Scenario D's network from the trained ``pixel`` network (a copy), reading latents
+        made of parts with ``splits`` channels; called as ``net(latents, sizes)``. By default
+        the whole network is adapted (``bench.domain.nets.adapt``), as a classifier is; a task
+        whose network takes more than an image, or adapts only its backbone, overrides this."""
+        from bench.domain.nets import LatentClassifier, adapt
+
+        return LatentClassifier(adapt(pixel, arch, splits, drop_stages))
+
+    def forward(self, net: nn.Module, model: Model, images: Sequence[np.ndarray], device: str) -> Any:
+        """``net`` on ``images`` in eval mode, outputs as they come (the cost table times it)."""
+        return net(*to_device(self.batch_inputs(model, list(images), [False] * len(images)), device))
+
 
 def same_size_batches(images: Sequence[np.ndarray], limit: int) -> Iterator[list[int]]:
     """Runs of consecutive indices whose images share a size, at most ``limit`` long."""

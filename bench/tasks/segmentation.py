@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.datasets.base import Dataset, ImageSet
-from bench.errors import DatasetError
+from bench.errors import BenchError, DatasetError
 from bench.metrics.segmentation import confusion_matrix, segmentation_scores
 from bench.models.base import Model
 from bench.tasks.base import Task
@@ -122,6 +122,23 @@ class Segmentation(Task):
         its image."""
         pred = _resized(outputs, frame).argmax(1).cpu().numpy()
         return [p[:h, :w] for p, (h, w) in zip(pred, sizes)]
+
+    def latent_problem(self, model: Model, arch: str) -> str | None:
+        if model.name != "tiny-fcn":
+            return f"compressed-domain segmentation is built for tiny-fcn (got model {model.name!r})"
+        if arch == "cresnet":
+            return "cresnet is a classifier; use aa or reshape for detection and segmentation"
+        return None
+
+    def latent_network(self, pixel: nn.Module, arch: str, splits: Sequence[int], drop_stages: int) -> nn.Module:
+        """The tiny FCN with its backbone adapted; logits at the latent grid × 16."""
+        from bench.domain.nets import LatentFCN, adapt
+        from bench.models.segmenters import TinyFCNNet
+
+        if not isinstance(pixel, TinyFCNNet):
+            raise BenchError(f"compressed-domain segmentation is built for tiny-fcn (got {type(pixel).__name__})")
+        pixel.backbone = adapt(pixel.backbone, arch, splits, drop_stages)
+        return LatentFCN(pixel)
 
     def score(self, predictions: Iterable[np.ndarray], references: MaskReferences,
               model: Model | None = None) -> dict[str, float]:
