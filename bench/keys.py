@@ -57,6 +57,31 @@ HARNESS: dict[str, int] = {
 }
 
 
+#: The sources of each harness part: ``tests/test_keys.py`` holds their digest beside the
+#: part's version, so a change to them is a decision about the version, not an accident.
+HARNESS_SOURCES: dict[str, tuple[str, ...]] = {
+    "transcode": ("transcode.py", "metrics/fidelity.py", "metrics/rate.py", "images.py"),
+    "rate_control": ("ratecontrol.py",),
+    "train": ("train.py",),
+    "evaluate": ("metrics/detection.py", "metrics/segmentation.py"),
+}
+
+
+def source_digests() -> dict[str, dict[str, Any]]:
+    """Each harness part's version and the digest of its sources (``python -m bench.keys``)."""
+    from pathlib import Path
+
+    root = Path(__file__).parent
+    out = {}
+    for part, files in HARNESS_SOURCES.items():
+        h = hashlib.sha256()
+        for name in files:
+            h.update(name.encode())
+            h.update((root / name).read_bytes())
+        out[part] = {"version": HARNESS[part], "digest": h.hexdigest()[:16]}
+    return out
+
+
 def stable_hash(obj: Any, n: int = 20) -> str:
     """A hex digest of ``obj`` as canonical JSON (sorted keys): equal inputs, equal keys."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
@@ -151,3 +176,7 @@ def cell_key(cell: dict[str, Any], data: dict[str, dict[str, str]], harness: dic
 def identity_key(cell: dict[str, Any]) -> str:
     """A cell's identity alone (no data): tells cells of one grid apart before any data is read."""
     return stable_hash(cell)
+
+
+if __name__ == "__main__":  # the digests tests/harness_digests.json records
+    print(json.dumps(source_digests(), indent=2, sort_keys=True))
