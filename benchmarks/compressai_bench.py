@@ -26,7 +26,8 @@ from bench.cache import Cache
 from bench.config import parse_grid
 from bench.grid import resolve
 from bench.progress import Progress
-from bench.runner import Workbench, _prepare, _transcode_stage
+from bench.runner import _transcode_stage
+from bench.workbench import Workbench
 
 KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
 QUALITIES = list(range(5, 100, 5))  # CompressAI's 19 points
@@ -41,13 +42,13 @@ def run_bench(codec: str, kodak: Path, workers: int) -> tuple[float, dict[int, d
         t0 = time.perf_counter()
         bench = Workbench(plan, Cache(tmp), "cpu", workers, False, Progress(quiet=True))
         try:
-            _prepare(bench, plan.cells)  # reads the 24 PNGs (part of the work)
-            _transcode_stage(bench, plan.cells)
+            cells = bench.key_cells(plan.cells)  # reads the 24 PNGs (part of the work)
+            _transcode_stage(bench, cells)
         finally:
             bench.close()
         wall = time.perf_counter() - t0
         exp = plan.experiments[0]
-        table = {q: bench.transcoded(exp, "val", codec, q).summary() for q in QUALITIES}
+        table = {q: bench.transcodes.get(exp, "val", codec, q).summary() for q in QUALITIES}
     return wall, table
 
 

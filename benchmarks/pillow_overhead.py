@@ -31,7 +31,8 @@ from bench.cache import Cache
 from bench.config import parse_grid
 from bench.grid import Plan, resolve
 from bench.progress import Progress
-from bench.runner import Workbench, _prepare, _transcode_stage
+from bench.runner import _transcode_stage
+from bench.workbench import Workbench
 
 KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
 FORMATS = {"jpeg": "JPEG", "webp": "WEBP"}
@@ -70,13 +71,13 @@ def bench_stage(plan: Plan, qualities: list[int], workers: int) -> tuple[float, 
         t0 = time.perf_counter()
         bench = Workbench(plan, Cache(tmp), "cpu", workers, False, Progress(quiet=True))
         try:
-            _prepare(bench, plan.cells)
-            _transcode_stage(bench, plan.cells)
+            cells = bench.key_cells(plan.cells)  # reads and fingerprints the split
+            _transcode_stage(bench, cells)
         finally:
             bench.close()
         wall = time.perf_counter() - t0
         exp = plan.experiments[0]
-        mean_psnr = float(np.mean([bench.transcoded(exp, "val", c, q).psnr for c in FORMATS for q in qualities]))
+        mean_psnr = float(np.mean([bench.transcodes.get(exp, "val", c, q).psnr for c in FORMATS for q in qualities]))
     return wall, mean_psnr
 
 
