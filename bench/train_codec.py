@@ -306,20 +306,13 @@ def _optimizers(model: nn.Module, lr: float, aux_lr: float) -> tuple[torch.optim
     return torch.optim.Adam(params, lr=lr), torch.optim.Adam(aux, lr=aux_lr)
 
 
-def train(
-    config: TrainConfig,
-    images: Sequence[np.ndarray] | None = None,
-    log: TextIO | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Train one model; return it (fp32, not yet updated) and a summary of the run.
-
-    ``images`` defaults to :data:`TRAIN_PHOTOS`. The learning rate follows a cosine from
-    ``config.lr`` to 0 over the step budget, or over the time budget with ``minutes``.
-    """
+def _setup(config: TrainConfig, images: Sequence[np.ndarray] | None,
+           log: TextIO) -> tuple[CropSampler, nn.Module, list[dict[str, Any]]]:
+    """The crop sampler over the training images, the model (warm-started from
+    ``config.init`` if given) and the history it carries."""
     problems = config.problems()
     if problems:
         raise TrainingError("; ".join(problems))
-    log = log if log is not None else sys.stdout
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     if images is None:
@@ -334,6 +327,37 @@ def train(
         history = init_history(config.init)
         print(f"init: {len(copied)} tensors from {config.init}", file=log, flush=True)
     model.train()
+    return sampler, model, history
+
+
+def _step(model: nn.Module, opt: torch.optim.Optimizer, aux_opt: torch.optim.Optimizer, x: torch.Tensor,
+          config: TrainConfig) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One rate–distortion step and one step of the entropy bottleneck's auxiliary loss."""
+    opt.zero_grad(set_to_none=True)
+    aux_opt.zero_grad(set_to_none=True)
+    terms = rd_loss(rd_forward(model, config.family, x, config.amp), x, config.lmbda)
+    terms["loss"].backward()
+    if config.clip_max_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_max_norm)
+    opt.step()
+    aux_loss = model.aux_loss()
+    aux_loss.backward()
+    aux_opt.step()
+    return terms, aux_loss
+
+
+def train(
+    config: TrainConfig,
+    images: Sequence[np.ndarray] | None = None,
+    log: TextIO | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train one model; return it (fp32, not yet updated) and a summary of the run.
+
+    ``images`` defaults to :data:`TRAIN_PHOTOS`. The learning rate follows a cosine from
+    ``config.lr`` to 0 over the step budget, or over the time budget with ``minutes``.
+    """
+    log = log if log is not None else sys.stdout
+    sampler, model, history = _setup(config, images, log)
     opt, aux_opt = _optimizers(model, config.lr, config.aux_lr)
 
     start = time.monotonic()
@@ -348,18 +372,7 @@ def train(
             break
         for group in opt.param_groups:
             group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * progress))
-        x = sampler.batch(config.batch_size)
-        opt.zero_grad(set_to_none=True)
-        aux_opt.zero_grad(set_to_none=True)
-        out = rd_forward(model, config.family, x, config.amp)
-        terms = rd_loss(out, x, config.lmbda)
-        terms["loss"].backward()
-        if config.clip_max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_max_norm)
-        opt.step()
-        aux_loss = model.aux_loss()
-        aux_loss.backward()
-        aux_opt.step()
+        terms, aux_loss = _step(model, opt, aux_opt, sampler.batch(config.batch_size), config)
         step += 1
         loss = terms["loss"].item()
         if not math.isfinite(loss):
