@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -120,8 +118,9 @@ class Codec(ABC):
         }
 
     def identity_hash(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        from bench.keys import stable_hash
+
+        return stable_hash(self.identity(), 16)
 
 
 # -- the checks every codec's encode/decode runs in ----------------------------------------------

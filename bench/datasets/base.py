@@ -227,10 +227,6 @@ class Dataset(ABC):
         return self.name
 
 
-def identity_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def validate_dataset_class(name: str, obj: object) -> None:
     """Registry check: a complete ``Dataset`` subclass called like one, registered under its ``name``."""
     from bench.registry import PluginKind

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from bench.datasets.base import Dataset, DatasetParams, ImageSet, identity_hash
+from bench.datasets.base import Dataset, DatasetParams, ImageSet
+from bench.keys import stable_hash
 from bench.datasets.synthetic import CLASSES, GENERATOR_VERSION, ShapesSpec, ShapesSplit, generate
 
 
@@ -41,7 +42,7 @@ class Shapes(Dataset):
     def _generate_cached(self, split: str, cache_dir: Path | None) -> ShapesSplit:
         if cache_dir is None:
             return generate(self._spec(), split)
-        path = Path(cache_dir) / "datasets" / f"shapes-{identity_hash(self.identity())}-{split}.npz"
+        path = Path(cache_dir) / "datasets" / f"shapes-{stable_hash(self.identity(), 16)}-{split}.npz"
         if path.exists():
             with np.load(path) as z:
                 counts = z["box_counts"]
