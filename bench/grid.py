@@ -197,9 +197,12 @@ def _resolve_codec(i: int, entry: CodecEntry, grid: Grid, problems: list[str]) -
     return ResolvedCodec(label, codec, [OperatingPoint(q) for q in entry.qualities], codec.identity(), targets)
 
 
-def _sections(i: int, entry: Experiment, scenarios: list[type[Scenario]], problems: list[str]) -> dict[str, Any]:
+def _sections(i: int, entry: Experiment, scenarios: list[type[Scenario]], problems: list[str],
+              unknown: bool = False) -> dict[str, Any]:
     """The experiment's keys beyond its own fields: each must be the section of one of its
-    scenarios, and is validated against that scenario's schema."""
+    scenarios, and is validated against that scenario's schema. (With an ``unknown``
+    scenario name among them, a section without its scenario is not named: the unknown
+    name is the one problem.)"""
     where, out = f"experiments[{i}]", {}
     own = {s.section: s for s in scenarios if s.section}
     for key, value in (entry.model_extra or {}).items():
@@ -214,7 +217,7 @@ def _sections(i: int, entry: Experiment, scenarios: list[type[Scenario]], proble
             continue
         other = next((n for n in SCENARIOS.names() if _section_of(n) == key), None)
         if other is not None:
-            if value is not None:
+            if value is not None and not unknown:
                 problems.append(f"{where}.{key}: {key} is set but scenarios has no {other}")
             continue
         known = list(Experiment.model_fields) + [n for n in map(_section_of, SCENARIOS.names()) if n]
@@ -238,7 +241,8 @@ def _resolve_experiment(
     ds_cls = _lookup(DATASETS, entry.dataset.name, f"{where}.dataset.name", problems)
     model_cls = _lookup(MODELS, entry.model.name, f"{where}.model.name", problems)
     scenarios = [_lookup(SCENARIOS, s, f"{where}.scenarios[{j}]", problems) for j, s in enumerate(entry.scenarios)]
-    sections = _sections(i, entry, [s for s in scenarios if s is not None], problems)
+    sections = _sections(i, entry, [s for s in scenarios if s is not None], problems,
+                         unknown=None in scenarios)
     dataset = _instantiate(ds_cls, entry.dataset.params, f"{where}.dataset", problems) if ds_cls else None
     model = _instantiate(model_cls, entry.model.params, f"{where}.model", problems) if model_cls else None
     if dataset is not None:

@@ -127,7 +127,7 @@ BAD_GRIDS: list[tuple[str, str | bytes, str | Callable[[], str]]] = [
     ("unknown codec", _grid(lambda d: d["codecs"][0].update(codec="jpg")),
      lambda: f"codecs[0].codec: Unknown codec 'jpg'. Did you mean: jpeg? Known: {_known('codec')}."),
     ("unknown task", _grid(lambda d: d["experiments"][0].update(task="clasification")),
-     lambda: f"experiments[0].task: Unknown task 'clasification'. Did you mean: classification? Known: {_known('task')}."),
+     lambda: f"experiments[0].task: Unknown task 'clasification'. Did you mean: classification, balanced-classification? Known: {_known('task')}."),
     ("unknown model", _grid(lambda d: d["experiments"][0]["model"].update(name="resnet5O")),
      lambda: f"experiments[0].model.name: Unknown model 'resnet5O'. Known: {_known('model')}."),
     ("unknown dataset", _grid(lambda d: d["experiments"][0]["dataset"].update(name="shape")),
