@@ -70,6 +70,16 @@ def _assert_none_left(tag: str) -> None:
     assert not alive, f"alive {GRACE_S:.0f} s after the run was killed: {alive}"
 
 
+def _ends_before(proc: subprocess.Popen[bytes], out: Path, seconds: float, stored: int) -> bool:
+    """Whether ``proc`` ends within ``seconds`` and before ``stored`` cells are in its store."""
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None:
+        if time.monotonic() >= deadline or len(_rows(out)) >= stored:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _began(out: Path) -> bool:
     db = out / "tiny" / "results.sqlite"
     if not db.exists():
@@ -113,33 +123,39 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tmp_path: Path) -> None:
     full = time.monotonic() - t0
 
     rng = random.Random(SEED)
-    out, kills, seen = tmp_path / "killed", 0, set()
+    out, kills, seen, progress = tmp_path / "killed", 0, set(), []
     tag = uuid.uuid4().hex
     while True:
         proc = _bench(grid, out, tag)
         # up to KILLS random moments, each within the time the work still pending took in
-        # the uninterrupted run (its cells' share of it, after the start-up), so that every
-        # kill can come before the resumed run is done; then the run is left to finish
-        # (kills that always came before the slowest step, the A training, would never let
-        # it through)
-        work = (full - startup) * (CELLS - len(seen)) / CELLS
-        try:
-            proc.wait(timeout=startup + rng.uniform(0.1, 0.7) * work if kills < KILLS else 600)
+        # the uninterrupted run (its cells' share of it, after the start-up), and at the
+        # latest once a random number of the pending cells is stored (a run on cores that
+        # others share can be faster than the clean one was), so that every kill comes
+        # before the resumed run is done; then the run is left to finish (kills that always
+        # came before the slowest step, the A training, would never let it through)
+        if kills < KILLS:
+            work = (full - startup) * (CELLS - len(seen)) / CELLS
+            moment = startup + rng.uniform(0.1, 0.7) * work
+            stored = rng.randint(len(seen) + 1, CELLS) if len(seen) < CELLS else CELLS + 1
+        else:
+            moment, stored = 600.0, CELLS + 1
+        if _ends_before(proc, out, moment, stored):
             assert proc.returncode == 0, proc.stderr.read().decode()
             break
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
         _assert_none_left(tag)  # its forkserver and pool workers died with it
         rows = _rows(out)
         keys = [r[0] for r in rows]
         assert len(keys) == len(set(keys))  # no duplicate row
         assert seen <= set(keys)  # no finished cell lost
         seen = set(keys)
+        progress.append(len(seen))
     _assert_none_left(tag)  # nor does a run that finished
     assert kills >= 1
-    print(f"seed {SEED}: {kills} kills, uninterrupted run {full:.1f} s (start-up {startup:.1f} s)")
+    print(f"seed {SEED}: {kills} kills (cells stored after each: {progress}), "
+          f"uninterrupted run {full:.1f} s (start-up {startup:.1f} s)")
     rows = _rows(out)
     assert len(rows) == len({r[0] for r in rows}) == CELLS
     # the same table as the run that was never interrupted (bit for bit: seeded training, real bytes)
