@@ -20,7 +20,9 @@ from bench.cache import Transcoded
 from bench.codecs.base import Codec
 from bench.config import Schedule
 from bench.datasets.base import ImageSet
+from bench.errors import BenchError
 from bench.keys import weights_key
+from bench.ratecontrol import Target
 from bench.rows import cell_row
 
 if TYPE_CHECKING:
@@ -58,19 +60,26 @@ class CellContext:
         return self._bench.transcodes.codec(self.exp, self.cell.codec_label).codec
 
     # -- data ---------------------------------------------------------------------------
+    def _declared(self, split: str) -> None:
+        if split not in self.cell.splits:  # its content would not be in the cell's key
+            raise BenchError(f"scenario {self.cell.scenario} read split {split!r}, which its cells do not declare "
+                             f"(they read {', '.join(self.cell.splits)}: set the scenario's transcodes or trains)")
+
     def originals(self, split: str) -> ImageSet:
+        self._declared(split)
         return self._bench.splits.get(self.exp, split)
 
     def transcoded(self, split: str) -> Transcoded:
         """``split`` coded at the cell's operating point (made by the transcode stage)."""
         assert self.cell.codec_label is not None
+        self._declared(split)
         return self._bench.transcodes.get(self.exp, split, self.cell.codec_label, self.setting())
 
     def transcode_key(self, split: str) -> str:
         assert self.cell.codec_label is not None
         return self._bench.transcodes.key(self.exp, split, self.cell.codec_label, self.setting())
 
-    def setting(self) -> int | Any:
+    def setting(self) -> int | Target:
         return self._bench.transcodes.setting(self.cell)
 
     def quality(self) -> int:
@@ -93,7 +102,8 @@ class CellContext:
                             self.device)
 
     def _weights_key(self, kind: str) -> str:
-        return weights_key(kind, self.cell.ident, self._bench.splits.content(self.exp, "train"))
+        setting = self.setting() if self.cell.codec_label is not None else None
+        return weights_key(kind, self.cell.ident, self._bench.splits.content(self.exp, "train"), setting)
 
     def cached_weights(self, kind: str) -> dict[str, Any] | None:
         """Weights of ``kind`` this cell trained before (None: train them, and keep them)."""
@@ -107,7 +117,7 @@ class CellContext:
     # -- the run ------------------------------------------------------------------------
     def shared(self, key: Any, make: Callable[[], T]) -> T:
         """A value the run's cells share (latents, costs), made by the first that asks."""
-        memo = self._bench.shared
+        memo, key = self._bench.shared, (self.cell.scenario, key)  # one scenario's keys are its own
         if key not in memo:
             memo[key] = make()
         return memo[key]

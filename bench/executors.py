@@ -112,6 +112,8 @@ class Job:
     #: the same thread count, whichever executor runs it.
     threads: int = 1
     state: RunState = field(default_factory=RunState)
+    #: The driver's cell keys, in the plan's order: a worker must make the same.
+    cells: list[str] = field(default_factory=list)
 
 
 #: One Workbench per run and worker process: originals, scenario-A models and latents are
@@ -132,7 +134,11 @@ def _worker_bench(job: Job) -> tuple[Workbench, dict[str, Cell]]:
         _BENCHES.clear()
         bench = Workbench(plan, Cache(job.cache_root), job.device, job.workers, job.force, Progress(job.quiet),
                           lambda n: None, job.state)
-        _BENCHES[job.run_id] = bench, {c.key: c for c in bench.key_cells(plan.cells)}
+        cells = bench.key_cells(plan.cells)
+        if len(cells) != len(job.cells) or any(c.key != k for c, k in zip(cells, job.cells)):
+            raise BenchError(f"worker {socket.gethostname()}:{os.getpid()} resolves the grid to other cells than "
+                             "the driver (other plugin versions or files there?)")
+        _BENCHES[job.run_id] = bench, {c.key: c for c in cells}
     bench, cells = _BENCHES[job.run_id]
     bench.transcodes.choices.update(job.state.choices)
     bench.models.fresh.update(job.state.fresh_weights)
@@ -207,8 +213,8 @@ class RayExecutor:
     def _resources(self, job: Job) -> dict[str, float]:
         return {"num_cpus": job.threads, "num_gpus": 1 if job.device.startswith("cuda") else 0}
 
-    def job(self, bench: Workbench, run_id: str, device: str) -> Job:
-        return Job(run_id=run_id, grid=bench.plan.grid.model_dump(mode="json"), source=bench.plan.source,
+    def job(self, bench: Workbench, run_id: str, device: str, cells: list[Cell]) -> Job:
+        return Job(cells=[c.key for c in cells], run_id=run_id, grid=bench.plan.grid.model_dump(mode="json"), source=bench.plan.source,
                    cache_root=str(bench.cache.root.resolve()), device=device, force=self.opts.force,
                    quiet=self.opts.quiet, cwd=os.getcwd(), workers=self.opts.workers,
                    threads=cell_threads(self.opts), state=bench.state())
@@ -217,13 +223,15 @@ class RayExecutor:
         """Submit the training of every scenario-A model a pending cell needs and the cache
         lacks (or all of them with --force): they run while the driver transcodes."""
         task = self.ray.remote(**self._resources(job), max_retries=1)(reference_task)
-        seen: set[int] = set()
+        seen: set[str] = set()
         for cell in pending:
             exp = cell.exp
-            if exp.index in seen or exp.model.pretrained:
+            if exp.model.pretrained:
                 continue
-            seen.add(exp.index)
             key = bench.models.reference_key(exp)
+            if key in seen:  # experiments sharing a scenario-A model train it once
+                continue
+            seen.add(key)
             if self.opts.force or not bench.cache.has_model(key):
                 self._reference_refs[task.remote(job, exp.index)] = key
 

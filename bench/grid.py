@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from bench.codecs import CODECS, Codec, OperatingPoint
-from bench.config import CodecEntry, DomainVariant, Experiment, Grid, format_validation_error
+from bench.config import CodecEntry, Experiment, Grid, format_validation_error
 from bench.keys import cell_key, harness_parts, identity_key, reference_key, setting_identity
 from bench.datasets import DATASETS, Dataset
 from bench.errors import BenchError, ConfigError, UnknownNameError
@@ -75,7 +75,9 @@ class ResolvedExperiment:
         ident: dict[str, Any] = {**self.identity(), "scenario": scenario.identity(), "section": section}
         if rc is not None and setting is not None:
             ident.update({"codec": rc.identity, **setting_identity(setting)})
-        splits = ("val", "train") if scenario.trains or not self.model.pretrained else ("val",)
+        # every split the cell reads: val, what its scenario reads coded, train when it or A trains
+        reads = {"val", *scenario.transcodes} | ({"train"} if scenario.trains or not self.model.pretrained else set())
+        splits = tuple(sorted(reads, key=lambda s: (s != "val", s)))
         target = setting if isinstance(setting, Target) else None
         return Cell(self, task=self.task.name, model=self.model_label, dataset=self.dataset.label(),
                     scenario=scenario.name, codec_label=rc.label if rc is not None else None,
@@ -122,8 +124,10 @@ class Cell:
     def keyed(self, contents: dict[str, dict[str, str]]) -> Cell:
         """This cell with its key, from the content of its splits (by split name)."""
         harness = harness_parts(coded=self.codec_label is not None, trained="train" in self.splits,
-                                searched=self.target is not None and self.target.mode == "dataset")
-        return replace(self, key=cell_key(self.ident, {split: contents[split] for split in self.splits}, harness))
+                                searched=self.target is not None)
+        names = {"dataset": self.dataset, "codec": self.codec_label, "variant": self.variant}
+        return replace(self, key=cell_key(self.ident, {split: contents[split] for split in self.splits}, harness,
+                                          names))
 
     def describe(self) -> str:
         op = f" {self.codec_label}@{self.setting}" if self.codec_label else ""

@@ -50,7 +50,7 @@ HARNESS: dict[str, int] = {
     "transcode": 1,
     #: the quality search for a target bitrate (bench/ratecontrol.py)
     "rate_control": 1,
-    #: the training loop and its schedules (bench/train.py, bench/tasks/base.py)
+    #: the training loop and its schedules (bench/train.py)
     "train": 1,
     #: the metrics a cell reports (bench/metrics/detection.py, bench/metrics/segmentation.py)
     "evaluate": 1,
@@ -135,8 +135,10 @@ def setting_identity(setting: int | Target) -> dict[str, Any]:
 
 
 def transcode_key(pixels: str, codec: dict[str, Any], setting: int | Target) -> str:
-    """A split (by its pixels' fingerprint) coded by ``codec`` at ``setting``."""
-    return stable_hash({"schema": CELL_SCHEMA, "harness": HARNESS["transcode"], "set": pixels, "codec": codec,
+    """A split (by its pixels' fingerprint) coded by ``codec`` at ``setting`` (a per-image
+    target goes through the rate search too)."""
+    harness: Any = HARNESS["transcode"] if isinstance(setting, int) else [HARNESS["transcode"], HARNESS["rate_control"]]
+    return stable_hash({"schema": CELL_SCHEMA, "harness": harness, "set": pixels, "codec": codec,
                         **setting_identity(setting)}, 32)
 
 
@@ -152,11 +154,14 @@ def reference_key(experiment: dict[str, Any], train: dict[str, str]) -> str:
                         **experiment, "train_data": train}, 32)
 
 
-def weights_key(kind: str, cell: dict[str, Any], train: dict[str, str]) -> str:
+def weights_key(kind: str, cell: dict[str, Any], train: dict[str, str], setting: int | Target | None) -> str:
     """Weights a scenario trains for one cell (``kind``: finetuned, compressed-domain, ...):
-    the cell's identity and the train split, not the val split it is tested on."""
-    return stable_hash({"schema": CELL_SCHEMA, "harness": [HARNESS["transcode"], HARNESS["train"]],
-                        "weights": kind, "cell": cell, "train_data": train}, 32)
+    the cell's identity, the train split and the operating point the cell resolved to (a
+    per-dataset target's quality is searched on the val split), not the val split itself."""
+    return stable_hash({"schema": CELL_SCHEMA, "harness": [HARNESS["transcode"], HARNESS["rate_control"],
+                                                           HARNESS["train"]],
+                        "weights": kind, "cell": cell, "train_data": train,
+                        "resolved": setting_identity(setting) if setting is not None else None}, 32)
 
 
 def harness_parts(coded: bool, trained: bool, searched: bool) -> dict[str, int]:
@@ -167,10 +172,13 @@ def harness_parts(coded: bool, trained: bool, searched: bool) -> dict[str, int]:
     return {p: HARNESS[p] for p in parts}
 
 
-def cell_key(cell: dict[str, Any], data: dict[str, dict[str, str]], harness: dict[str, int]) -> str:
-    """A cell: its identity, the content of every split it reads (by split name) and the
-    versions of the harness parts it goes through (``harness_parts``)."""
-    return stable_hash({"schema": CELL_SCHEMA, "harness": harness, "cell": cell, "data": data})
+def cell_key(cell: dict[str, Any], data: dict[str, dict[str, str]], harness: dict[str, int],
+             names: dict[str, Any]) -> str:
+    """A cell: its identity, the content of every split it reads (by split name), the
+    versions of the harness parts it goes through (``harness_parts``) and the names its row
+    shows (a renamed codec label or dataset folder gives a row with the new name; nothing
+    is trained or coded again for it)."""
+    return stable_hash({"schema": CELL_SCHEMA, "harness": harness, "cell": cell, "data": data, "names": names})
 
 
 def identity_key(cell: dict[str, Any]) -> str:

@@ -92,12 +92,14 @@ def _transcode_stage(bench: Workbench, pending: list[Cell]) -> None:
 
 
 def compute_cell(bench: Workbench, cell: Cell) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """One cell's row and, for scenario B, its sample images (what the store keeps)."""
+    """One cell's row and, where its scenario keeps them, its sample images (what the store keeps)."""
     t0 = time.perf_counter()
-    result = cell.exp.scenario(cell.scenario).run(bench.context(cell))
+    scenario = cell.exp.scenario(cell.scenario)
+    result = scenario.run(bench.context(cell))
     result.row["record"]["wall_s"] = time.perf_counter() - t0
+    result.row["record"]["torch_threads"] = torch.get_num_threads()  # float results depend on it
     sample = None
-    if cell.scenario == "B" and result.transcoded is not None:
+    if scenario.samples and result.transcoded is not None:
         sample = rows.sample(cell, bench.splits.get(cell.exp, "val"), result.transcoded)
     return result.row, sample
 
@@ -145,15 +147,15 @@ def _workbench(plan: Plan, opts: RunOptions, cache: Cache) -> tuple[Workbench, R
     return Workbench(plan, cache, "cpu", max(opts.workers, 2), opts.force, progress, ray.pool), ray, device
 
 
-def _stages(bench: Workbench, ray: RayExecutor | None, pending: list[Cell], store: Store, run_id: str,
-            opts: RunOptions, device: str) -> None:
+def _stages(bench: Workbench, ray: RayExecutor | None, cells: list[Cell], pending: list[Cell], store: Store,
+            run_id: str, opts: RunOptions, device: str) -> None:
     """Transcode what the pending cells read, then compute the cells (here, or on Ray)."""
     if ray is None:
         _transcode_stage(bench, pending)
         torch.set_num_threads(cell_threads(opts))
         _evaluate_stage(bench, pending, store, run_id)
         return
-    job = ray.job(bench, run_id, device)
+    job = ray.job(bench, run_id, device, cells)
     ray.start_references(bench, pending, job)
     _transcode_stage(bench, pending)
     ray.evaluate(bench, pending, store, job, _recorder(bench, store, run_id))
@@ -181,7 +183,7 @@ def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:
         bench.progress.say(f"run {plan.grid.name}: {len(cells)} cells, {len(pending)} to compute, device {device}")
         store.begin_run(run_id, plan.grid.name, plan.grid.model_dump(mode="json"), [c.key for c in cells],
                         provenance(device, opts.argv))
-        _stages(bench, ray, pending, store, run_id, opts, device)
+        _stages(bench, ray, cells, pending, store, run_id, opts, device)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"

@@ -20,6 +20,7 @@ from torch import nn
 from bench.cache import Cache
 from bench.context import CellContext
 from bench.datasets.base import ImageSet, LazyImages
+from bench.errors import BenchError
 from bench.keys import split_content
 from bench.progress import Progress
 from bench.transcode import make_pool
@@ -53,27 +54,32 @@ class RunState:
 
 
 class Splits:
-    """Every split an experiment reads, loaded once (experiments on the same dataset share it)."""
+    """Every split an experiment reads, loaded once (experiments on the same dataset share
+    it), and each split's content: fingerprinted here, or as the driver of the run found it
+    (``RunState``), in which case a split loaded again must still match it."""
 
-    def __init__(self, plan: Plan, cache: Cache, known: dict[tuple[int, str], ImageSet] | None = None) -> None:
+    def __init__(self, plan: Plan, cache: Cache, state: RunState) -> None:
         self.plan, self.cache = plan, cache
-        self._sets: dict[tuple[int, str], ImageSet] = dict(known or {})
+        self._sets: dict[tuple[int, str], ImageSet] = dict(state.splits)
+        self.contents: dict[tuple[int, str], dict[str, str]] = dict(state.contents)
 
     def get(self, exp: ResolvedExperiment, split: str) -> ImageSet:
-        if (exp.index, split) not in self._sets:
+        key = (exp.index, split)
+        if key not in self._sets:
             same = [k for k in self._sets if k[1] == split
-                    and self.plan.experiments[k[0]].dataset.identity() == exp.dataset.identity()]
-            self._sets[(exp.index, split)] = (self._sets[same[0]] if same
-                                             else exp.dataset.load(split, self.cache.root))
-        return self._sets[(exp.index, split)]
+                    and self.plan.experiments[k[0]].dataset.source() == exp.dataset.source()]
+            images = self._sets[same[0]] if same else exp.dataset.load(split, self.cache.root)
+            if key in self.contents and split_content(images) != self.contents[key]:
+                raise BenchError(f"{exp.dataset.label()} {split}: the split changed while the run was going "
+                                 "(its content is not what the run's keys were made from); run again")
+            self._sets[key] = images
+        return self._sets[key]
 
     def content(self, exp: ResolvedExperiment, split: str) -> dict[str, str]:
-        return split_content(self.get(exp, split))
-
-    def load(self, cells: list[Cell]) -> dict[tuple[int, str], dict[str, str]]:
-        """Read every split ``cells`` depend on (bad inputs fail here, before any work) and
-        return their contents, the cells' keys."""
-        return {(c.exp.index, s): self.content(c.exp, s) for c in cells for s in c.splits}
+        key = (exp.index, split)
+        if key not in self.contents:
+            self.contents[key] = split_content(self.get(exp, split))
+        return self.contents[key]
 
     def file_backed(self) -> dict[tuple[int, str], ImageSet]:
         return {k: v for k, v in self._sets.items() if isinstance(v.images, LazyImages)}
@@ -107,7 +113,9 @@ class Models:
         if exp.index not in self._references:
             val = self.splits.get(exp, "val")
             torch.manual_seed(exp.seed)
-            net = exp.task.build(exp.model, val).to(self.device)
+            # a network trained here is built for the split it learns from (its classes)
+            net = exp.task.build(exp.model, val if exp.model.pretrained else self.splits.get(exp, "train"))
+            net = net.to(self.device)
             if not exp.model.pretrained:
                 self._train_reference(exp, net)
             net.eval()
@@ -134,13 +142,12 @@ class Workbench:
         state = state or RunState()
         self.plan, self.cache, self.device, self.workers = plan, cache, device, workers
         self.progress, self.counters = progress, Counters()
-        self.splits = Splits(plan, cache, state.splits)
+        self.splits = Splits(plan, cache, state)
         self.transcodes = Transcodes(self.splits, cache, workers, force, progress, self.counters, pool_factory,
                                      state.choices)
         self.models = Models(self.splits, cache, device, force, progress, self.counters, state.fresh_weights)
         #: What the run's cells share (a compressed-domain split's latents, cost tables).
         self.shared: dict[Any, Any] = {}
-        self.contents: dict[tuple[int, str], dict[str, str]] = dict(state.contents)
         for exp in plan.experiments:
             for rc in exp.codecs:
                 rc.codec.to(device)
@@ -149,14 +156,13 @@ class Workbench:
         self.transcodes.close()
 
     def key_cells(self, cells: list[Cell]) -> list[Cell]:
-        """``cells`` with their keys: their splits are read (once) and fingerprinted."""
-        self.contents.update(self.splits.load([c for c in cells if any((c.exp.index, s) not in self.contents
-                                                                       for s in c.splits)]))
-        return [c.keyed({s: self.contents[(c.exp.index, s)] for s in c.splits}) for c in cells]
+        """``cells`` with their keys: their splits are read (once) and fingerprinted (bad
+        inputs fail here, before any work)."""
+        return [c.keyed({s: self.splits.content(c.exp, s) for s in c.splits}) for c in cells]
 
     def context(self, cell: Cell) -> CellContext:
         return CellContext(self, cell)
 
     def state(self) -> RunState:
-        return RunState(contents=dict(self.contents), splits=self.splits.file_backed(),
+        return RunState(contents=dict(self.splits.contents), splits=self.splits.file_backed(),
                         choices=dict(self.transcodes.choices), fresh_weights=sorted(self.models.fresh))

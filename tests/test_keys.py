@@ -80,6 +80,22 @@ def test_changed_pixels_recompute_their_cells_and_transcodes(tmp_path: Path, kod
     assert _counts(_run(grid, out)) == (0, 0, 0)
 
 
+def test_a_moved_folder_keeps_its_results_and_a_new_name_shows(tmp_path: Path, kodak_dir: Path) -> None:
+    folder = tmp_path / "a" / "photos"
+    folder.mkdir(parents=True)
+    for i, n in enumerate((1, 2)):
+        Image.fromarray(_crop(kodak_dir, n)).save(folder / f"p{i}.png")
+    out = tmp_path / "out"
+    assert _counts(_run(_photos_grid(folder), out)) == (3, 4, 0)
+    moved = tmp_path / "b" / "photos"
+    shutil.copytree(folder, moved)  # same content, same folder name, another place
+    assert _counts(_run(_photos_grid(moved), out)) == (0, 0, 0)
+    grid = _photos_grid(moved)
+    grid["codecs"][0]["label"] = "pillow-jpeg"  # a new name in the tables: new rows, nothing coded again
+    assert _counts(_run(grid, out)) == (2, 0, 0)
+    assert set(_board(out, "photos").codec) == {"none", "pillow-jpeg"}
+
+
 def test_unchanged_files_are_not_read_again_to_fingerprint(tmp_path: Path, kodak_dir: Path, monkeypatch) -> None:
     from bench.datasets import base, photos
 

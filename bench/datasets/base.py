@@ -15,6 +15,8 @@ from typing import Any, ClassVar, overload
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from bench.errors import ImageError
+
 
 class DatasetParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -25,12 +27,25 @@ class FileDigests:
     size, inode, modification and status-change times: a file that is changed in any way is
     read again, an unchanged one is not (a split of 1.28 M files is fingerprinted once)."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    #: Rows written per transaction: a run beside this one waits for one batch at most,
+    #: and a kill loses at most one batch of what this pass learnt.
+    BATCH = 500
+
+    def __init__(self, cache_dir: Path, loader: str) -> None:
         self.path = Path(cache_dir) / "file-digests.sqlite"
+        #: The reader and the harness's decoding version: pixels are what a reader makes of
+        #: a file, so another reader (or a new version of bench's) remembers its own digests.
+        self.loader = loader
+        self.pending = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30)
-        self.db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, stat TEXT NOT NULL, "
-                        "digest TEXT NOT NULL, shape TEXT NOT NULL)")
+        self.db: sqlite3.Connection | None = sqlite3.connect(self.path, timeout=30)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS digests (loader TEXT NOT NULL, path TEXT NOT NULL, "
+                            "stat TEXT NOT NULL, digest TEXT NOT NULL, shape TEXT NOT NULL, "
+                            "PRIMARY KEY (loader, path))")
+        except sqlite3.Error:  # a locked or broken memo only costs a read of every file
+            self.db = None
 
     #: A file modified less than this long ago is not remembered (as git's "racy clean"
     #: check): file times are coarser than a write, so a second change within the same tick
@@ -42,22 +57,56 @@ class FileDigests:
         st = path.stat()
         return f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
-    def get(self, path: Path) -> tuple[str, tuple[int, ...]] | None:
-        row = self.db.execute("SELECT stat, digest, shape FROM files WHERE path = ?", (str(path.resolve()),)).fetchone()
-        if row is None or row[0] != self._stat(path):
+    def get(self, path: Path, stat: str) -> tuple[str, tuple[int, ...]] | None:
+        if self.db is None:
+            return None
+        try:
+            row = self.db.execute("SELECT stat, digest, shape FROM digests WHERE loader = ? AND path = ?",
+                                  (self.loader, str(path.resolve()))).fetchone()
+        except sqlite3.Error:
+            return None
+        if row is None or row[0] != stat:
             return None
         return row[1], tuple(json.loads(row[2]))
 
     def put(self, path: Path, stat: str, digest: str, shape: tuple[int, ...]) -> None:
         changed = max(int(t) for t in stat.split(":")[2:])
-        if time.time_ns() - changed < self.RACY_NS:
+        age = time.time_ns() - changed
+        if self.db is None or not 0 <= age or age < self.RACY_NS:  # just written, or dated in the future
             return
-        self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
-                        (str(path.resolve()), stat, digest, json.dumps(list(shape))))
+        try:
+            self.db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?)",
+                            (self.loader, str(path.resolve()), stat, digest, json.dumps(list(shape))))
+            self.pending += 1
+            if self.pending >= self.BATCH:
+                self.db.commit()
+                self.pending = 0
+        except sqlite3.Error:
+            self.db = None
 
     def close(self) -> None:
-        self.db.commit()
-        self.db.close()
+        if self.db is not None:
+            try:
+                self.db.commit()
+            except sqlite3.Error:
+                pass
+            self.db.close()
+
+
+def loader_identity(load: Callable[[Path], np.ndarray]) -> str:
+    """A file reader's name (a ``functools.partial`` with its arguments) and the harness's
+    decoding version: what file digests are remembered under."""
+    from bench.keys import HARNESS
+
+    name = f"{getattr(load, '__module__', '')}.{getattr(load, '__qualname__', '')}"
+    return f"{name if name != '.' else repr(load)}@{HARNESS['transcode']}"
+
+
+def _stat_or_fail(path: Path) -> str:
+    try:
+        return FileDigests._stat(path)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _pixel_digest(im: np.ndarray) -> str:
@@ -77,14 +126,14 @@ class LazyImages(Sequence[np.ndarray]):
     def __init__(self, paths: Sequence[Path], load: Callable[[Path], np.ndarray],
                  cache_dir: Path | None = None) -> None:
         self.paths, self._load = list(paths), load
-        memo = FileDigests(cache_dir) if cache_dir is not None else None
+        memo = FileDigests(cache_dir, loader_identity(load)) if cache_dir is not None else None
         h = hashlib.sha256()
         shapes = []
         try:
             for p in self.paths:
-                known = memo.get(p) if memo is not None else None
+                stat = _stat_or_fail(p) if memo is not None else ""
+                known = memo.get(p, stat) if memo is not None else None
                 if known is None:
-                    stat = FileDigests._stat(p) if memo is not None else ""
                     im = load(p)
                     known = _pixel_digest(im), tuple(im.shape)
                     if memo is not None:
@@ -220,8 +269,18 @@ class Dataset(ABC):
     def load(self, split: str, cache_dir: Path | None = None) -> ImageSet:
         """Read ``split`` fully; raises ``ImageError``/``DatasetError`` naming the culprit."""
 
+    #: Parameters that say where the data is, not what it is: left out of ``identity`` (the
+    #: content is fingerprinted), so a dataset moved to another folder keeps its results.
+    location_params: ClassVar[tuple[str, ...]] = ()
+
     def identity(self) -> dict[str, Any]:
-        return {"dataset": self.name, "version": self.version, "params": self.params.model_dump(mode="json")}
+        """What, besides the content, a split's results depend on: part of every key."""
+        params = self.params.model_dump(mode="json", exclude=set(self.location_params))
+        return {"dataset": self.name, "version": self.version, "params": params}
+
+    def source(self) -> tuple[str, str]:
+        """What tells two datasets' splits apart before they are read (location included)."""
+        return self.name, json.dumps(self.params.model_dump(mode="json"), sort_keys=True)
 
     def label(self) -> str:
         return self.name

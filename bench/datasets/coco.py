@@ -95,6 +95,7 @@ class Coco(Dataset):
     version = "1"
     description = "COCO-format detection data: instances JSON + image folder (boxes, labels, areas, crowd)"
     Params = CocoParams
+    location_params = ("images", "annotations", "train_images", "train_annotations")
     target_names: ClassVar[tuple[str, ...]] = ("boxes", "box_labels", "box_areas", "box_crowd")
 
     def _sources(self) -> dict[str, tuple[Path, Path]]:

@@ -95,6 +95,7 @@ class LabelPng(Dataset):
     version = "1"
     description = "segmentation data as images + label PNGs (ADE20K, Cityscapes, VOC layouts)"
     Params = LabelPngParams
+    location_params = ("images", "labels", "train_images", "train_labels", "classes_file")
     target_names: ClassVar[tuple[str, ...]] = ("masks",)
 
     def _sources(self) -> dict[str, tuple[Path, Path]]:

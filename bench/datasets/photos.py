@@ -62,6 +62,7 @@ class Photos(Dataset):
     version = "1"
     description = "real photos (shipped in scikit-image/scikit-learn/matplotlib, or a folder); labels = own predictions"
     Params = PhotosParams
+    location_params = ("path",)
 
     @property
     def splits(self) -> tuple[str, ...]:

@@ -34,6 +34,8 @@ class Scenario(ABC):
     transcodes: ClassVar[tuple[str, ...]] = ("val",)
     #: True when a cell trains on the train split (its key then holds the split's content).
     trains: ClassVar[bool] = False
+    #: True when a cell keeps its first val image, original and decoded, for the visual grid.
+    samples: ClassVar[bool] = False
 
     def identity(self) -> dict[str, Any]:
         return {"scenario": self.name, "version": self.version}

@@ -148,7 +148,7 @@ class CompressedDomain(Scenario):
         metrics = evaluate_latent(ctx.exp.task, net, lat, refs, ctx.device)
         # the same network costs the same with or without knowledge transfer: measured once
         arch = ("cost", ctx.exp.index, ctx.cell.codec_label, q, variant.arch, tuple(variant.inputs),
-                variant.drop_stages)
+                variant.drop_stages, variant.joint is not None)
         cost = ctx.shared(arch, lambda: cost_record(ctx.exp.task, codec, q, val.streams[:COST_IMAGES], pixel,
                                                     ctx.exp.model, net, list(variant.inputs), ctx.device))
         result = ctx.result(metrics, transcoded=val, n_images=len(val))

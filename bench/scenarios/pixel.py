@@ -32,6 +32,7 @@ class CompressedEval(Scenario):
     name = "B"
     version = "1"
     description = "the A model tested on compressed images"
+    samples = True
 
     def run(self, ctx: CellContext) -> CellResult:
         net, refs = ctx.reference()
