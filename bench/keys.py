@@ -67,18 +67,40 @@ HARNESS_SOURCES: dict[str, tuple[str, ...]] = {
 }
 
 
-def source_digests() -> dict[str, dict[str, Any]]:
-    """Each harness part's version and the digest of its sources (``python -m bench.keys``)."""
+#: Built-in plugins whose results come from more than their own module, and those sources:
+#: the same check holds their ``version`` to a decision when any of them changes.
+PLUGIN_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "scenario D": ("bench.scenarios.compressed_domain:CompressedDomain",
+                   ("scenarios/compressed_domain.py", "domain/adapt.py", "domain/cost.py", "domain/joint.py",
+                    "domain/nets.py", "domain/train.py")),
+    "scenarios A, B, C": ("bench.scenarios.pixel:Finetuned", ("scenarios/pixel.py", "scenarios/base.py")),
+    "classification": ("bench.tasks.classification:Classification", ("tasks/classification.py", "tasks/base.py")),
+    "detection": ("bench.tasks.detection:Detection", ("tasks/detection.py", "tasks/base.py")),
+    "segmentation": ("bench.tasks.segmentation:Segmentation", ("tasks/segmentation.py", "tasks/base.py")),
+}
+
+
+def _digest(files: tuple[str, ...]) -> str:
     from pathlib import Path
 
-    root = Path(__file__).parent
-    out = {}
-    for part, files in HARNESS_SOURCES.items():
-        h = hashlib.sha256()
-        for name in files:
-            h.update(name.encode())
-            h.update((root / name).read_bytes())
-        out[part] = {"version": HARNESS[part], "digest": h.hexdigest()[:16]}
+    root, h = Path(__file__).parent, hashlib.sha256()
+    for name in files:
+        h.update(name.encode())
+        h.update((root / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def source_digests() -> dict[str, dict[str, Any]]:
+    """Each harness part's and multi-file built-in plugin's version with the digest of its
+    sources (``python -m bench.keys`` prints them)."""
+    import importlib
+
+    out: dict[str, dict[str, Any]] = {part: {"version": HARNESS[part], "digest": _digest(files)}
+                                      for part, files in HARNESS_SOURCES.items()}
+    for label, (where, files) in PLUGIN_SOURCES.items():
+        module, _, attr = where.partition(":")
+        version = getattr(importlib.import_module(module), attr).version
+        out[label] = {"version": version, "digest": _digest(files)}
     return out
 
 

@@ -282,14 +282,17 @@ def test_a_cache_moved_elsewhere_is_still_valid(tiny, tmp_path: Path) -> None:
     assert _counts(again) == (5, 0, 0)
 
 
-def test_harness_sources_change_only_with_a_decision_about_their_version() -> None:
+def test_sources_change_only_with_a_decision_about_their_version() -> None:
     """A change to a harness part's sources must come with a decision: bump its version in
     ``bench.keys.HARNESS`` when its numbers change (old results are then recomputed), or not
     when they cannot; either way record the new digest (``python -m bench.keys``)."""
     recorded = json.loads((Path(__file__).parent / "harness_digests.json").read_text())
     for part, now in keys.source_digests().items():
-        files = ", ".join(f"bench/{f}" for f in keys.HARNESS_SOURCES[part])
+        if part in keys.HARNESS:
+            files, bump = keys.HARNESS_SOURCES[part], f"HARNESS[{part!r}] in bench/keys.py"
+        else:
+            where, files = keys.PLUGIN_SOURCES[part]
+            bump = f"the version of {where}"
         assert recorded.get(part) == now, (
-            f"{files} changed (harness part {part!r}, version {now['version']}): if the numbers it computes change, "
-            f"bump HARNESS[{part!r}] in bench/keys.py; then run "
-            "`python -m bench.keys > tests/harness_digests.json`")
+            f"{', '.join(f'bench/{f}' for f in files)} changed ({part}, version {now['version']}): if the numbers it "
+            f"computes change, bump {bump}; then run `python -m bench.keys > tests/harness_digests.json`")
