@@ -10,7 +10,7 @@ in the pixel network (``pixel_root``).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -96,6 +96,25 @@ class LatentFCN(nn.Module):
             logits = net.classify(torch.relu(p1))
         size = (x.shape[-2] * LATENT_STRIDE, x.shape[-1] * LATENT_STRIDE)
         return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def backbone_problem(task: str, model: Any, built_for: str, arch: str) -> str | None:
+    """``Task.latent_problem`` of a task whose D network adapts one model's backbone."""
+    if model.name != built_for:
+        return f"compressed-domain {task} is built for {built_for} (got model {model.name!r})"
+    if arch == "cresnet":
+        return "cresnet is a classifier; use aa or reshape for detection and segmentation"
+    return None
+
+
+def backbone_network(pixel: nn.Module, net_type: type[nn.Module], wrapper: Callable[[Any], nn.Module], what: str,
+                     arch: str, splits: Sequence[int], drop_stages: int) -> nn.Module:
+    """``Task.latent_network`` of such a task: the pixel network's ``backbone`` adapted,
+    the rest (head, loss, decoding) its own, inside ``wrapper``."""
+    if not isinstance(pixel, net_type):
+        raise BenchError(f"compressed-domain {what} (got {type(pixel).__name__})")
+    pixel.backbone = adapt(pixel.backbone, arch, splits, drop_stages)
+    return wrapper(pixel)
 
 
 def unsupported_model(task: Task | str, model: Any, arch: str) -> str | None:

@@ -187,21 +187,17 @@ class Detection(Task):
         return net(*inputs, targets)
 
     def latent_problem(self, model: Model, arch: str) -> str | None:
-        if model.name != "tiny-centernet":
-            return f"compressed-domain detection is built for tiny-centernet (got model {model.name!r})"
-        if arch == "cresnet":
-            return "cresnet is a classifier; use aa or reshape for detection and segmentation"
-        return None
+        from bench.domain.nets import backbone_problem
+
+        return backbone_problem("detection", model, "tiny-centernet", arch)
 
     def latent_network(self, pixel: nn.Module, arch: str, splits: Sequence[int], drop_stages: int) -> nn.Module:
         """The tiny CenterNet with its backbone adapted; head, loss and decoding its own."""
-        from bench.domain.nets import LatentCenterNet, adapt
+        from bench.domain.nets import LatentCenterNet, backbone_network
         from bench.models.detectors import TinyCenterNetNet
 
-        if not isinstance(pixel, TinyCenterNetNet):
-            raise BenchError(f"compressed-domain detection is built for tiny-centernet (got {type(pixel).__name__})")
-        pixel.backbone = adapt(pixel.backbone, arch, splits, drop_stages)
-        return LatentCenterNet(pixel)
+        return backbone_network(pixel, TinyCenterNetNet, LatentCenterNet, "detection is built for tiny-centernet",
+                                arch, splits, drop_stages)
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         return sum(outputs.values())

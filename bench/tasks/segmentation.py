@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.datasets.base import Dataset, ImageSet
-from bench.errors import BenchError, DatasetError
+from bench.errors import DatasetError
 from bench.metrics.segmentation import confusion_matrix, segmentation_scores
 from bench.models.base import Model
 from bench.tasks.base import Task
@@ -124,21 +124,17 @@ class Segmentation(Task):
         return [p[:h, :w] for p, (h, w) in zip(pred, sizes)]
 
     def latent_problem(self, model: Model, arch: str) -> str | None:
-        if model.name != "tiny-fcn":
-            return f"compressed-domain segmentation is built for tiny-fcn (got model {model.name!r})"
-        if arch == "cresnet":
-            return "cresnet is a classifier; use aa or reshape for detection and segmentation"
-        return None
+        from bench.domain.nets import backbone_problem
+
+        return backbone_problem("segmentation", model, "tiny-fcn", arch)
 
     def latent_network(self, pixel: nn.Module, arch: str, splits: Sequence[int], drop_stages: int) -> nn.Module:
         """The tiny FCN with its backbone adapted; logits at the latent grid × 16."""
-        from bench.domain.nets import LatentFCN, adapt
+        from bench.domain.nets import LatentFCN, backbone_network
         from bench.models.segmenters import TinyFCNNet
 
-        if not isinstance(pixel, TinyFCNNet):
-            raise BenchError(f"compressed-domain segmentation is built for tiny-fcn (got {type(pixel).__name__})")
-        pixel.backbone = adapt(pixel.backbone, arch, splits, drop_stages)
-        return LatentFCN(pixel)
+        return backbone_network(pixel, TinyFCNNet, LatentFCN, "segmentation is built for tiny-fcn",
+                                arch, splits, drop_stages)
 
     def score(self, predictions: Iterable[np.ndarray], references: MaskReferences,
               model: Model | None = None) -> dict[str, float]:
