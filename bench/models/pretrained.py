@@ -54,6 +54,12 @@ class _ImageNetClassifier(Model):
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
+    def output_classes(self) -> tuple[str, ...]:
+        """The network's 1000 outputs, as ImageNet WordNet ids in the standard index order."""
+        from bench.models.imagenet import imagenet_synsets
+
+        return imagenet_synsets()
+
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Resize the shorter side, centre-crop, normalise: the usual ImageNet evaluation."""
         batch = []
