@@ -1,7 +1,16 @@
-"""Content-addressed caches on disk: transcoded image sets and trained weights.
+"""Content-addressed caches on disk: transcoded image sets, trained weights, and the
+checkpoints of trainings under way.
 
 Every entry is written under a temporary name and renamed into place, so a reader sees a
 complete entry or none, whatever happens to the writer.
+
+A transcode entry is its bitstreams (``streams.bin``) and per-image records
+(``meta.json``: bits, sizes, PSNR, MS-SSIM, timings). The decoded pixels are not kept —
+they are 10–40× the streams, petabytes at ImageNet-train scale — but decoded again from the
+streams when a cell reads them (``DecodedStreams``: image by image, in the training
+loader's workers; a neural codec in batches on its device). An entry made to keep them
+(``keep_pixels``; ``bench.transcodes.PIXELS`` says which) also has ``decoded.npz``, which
+readers then prefer.
 """
 
 from __future__ import annotations
@@ -15,12 +24,16 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from bench.errors import CodecError
 from bench.metrics.rate import mean_bpp, total_bpp
+
+if TYPE_CHECKING:
+    from bench.train import Checkpoint
 
 
 class LazyDecoded(Sequence[np.ndarray]):
@@ -53,6 +66,41 @@ class LazyDecoded(Sequence[np.ndarray]):
         return {"path": self.path, "n": self.n, "_npz": None}
 
 
+class DecodedStreams(Sequence[np.ndarray]):
+    """A cached set's decoded images, decoded from its streams by ``codec`` when used: an
+    index decodes one stream, a slice decodes its streams in one call (one batch for a
+    neural codec). Sizes come from the entry's records, so nothing is decoded to learn them.
+
+    Decoding is deterministic for the traditional codecs; a neural codec decodes on its
+    own device (a stream must be decoded where it was made), so a loader runs these in
+    worker processes only when the codec is on the CPU (``in_workers``)."""
+
+    def __init__(self, streams: Sequence[bytes], codec: Any, shapes: Sequence[tuple[int, int, int]]) -> None:
+        self.streams, self.codec, self.shapes = streams, codec, list(shapes)
+
+    def __len__(self) -> int:
+        return len(self.streams)
+
+    @property
+    def in_workers(self) -> bool:
+        """Whether loader worker processes (forked, CPU-only) can decode these."""
+        device = getattr(self.codec, "device", None)
+        return device is None or torch.device(device).type == "cpu"
+
+    def _check(self, images: list[np.ndarray], idx: range) -> list[np.ndarray]:
+        for j, im in zip(idx, images, strict=True):
+            if im.shape != self.shapes[j]:
+                raise CodecError(f"{self.codec.name} decoded a {im.shape} image from cached stream {j} "
+                                 f"of a {self.shapes[j]} original")
+        return images
+
+    def __getitem__(self, i: int | slice) -> Any:
+        idx = range(len(self))[i]
+        if isinstance(idx, int):
+            return self._check(self.codec.decode([self.streams[idx]]), range(idx, idx + 1))[0]
+        return self._check(list(self.codec.decode(list(self.streams[i]))), idx) if len(idx) else []
+
+
 class LazyStreams(Sequence[bytes]):
     """A cached set's bitstreams, read from its ``streams.bin`` when used."""
 
@@ -81,6 +129,19 @@ class LazyStreams(Sequence[bytes]):
             else:
                 out = [blob[self.offsets[j] - lo : self.offsets[j + 1] - lo] for j in idx]
         return out if isinstance(i, slice) else out[0]
+
+
+class _NoCodec(Sequence[np.ndarray]):
+    """The images of an entry read without its codec: they cannot be decoded."""
+
+    def __init__(self, key: str, n: int) -> None:
+        self.key, self.n = key, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int | slice) -> Any:
+        raise CodecError(f"transcode {self.key[:12]} keeps only its streams: read it with its codec to decode them")
 
 
 @dataclass
@@ -151,11 +212,12 @@ class TranscodeWriter:
     visible by one rename at ``commit``; ``abort`` (or a crash) leaves only a temporary
     folder no reader looks at."""
 
-    def __init__(self, final: Path, key: str, info: dict[str, Any]) -> None:
+    def __init__(self, final: Path, key: str, info: dict[str, Any], keep_pixels: bool = False) -> None:
         self.final, self.key, self.info = final, key, info
         self.tmp = _atomic_dir(final)
         self._streams = open(self.tmp / "streams.bin", "wb")
-        self._zip = zipfile.ZipFile(self.tmp / "decoded.npz", "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        self._zip = (zipfile.ZipFile(self.tmp / "decoded.npz", "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+                     if keep_pixels else None)
         self.n = 0
         self.meta: dict[str, list[Any]] = {k: [] for k in ("heights", "widths", "psnr", "ms_ssim", "encode_s",
                                                             "decode_s", "bits", "qualities")}
@@ -164,8 +226,9 @@ class TranscodeWriter:
     def add(self, decoded: Sequence[np.ndarray], streams: Sequence[bytes], **per_image: Sequence[Any]) -> None:
         """One chunk, in order: its decoded images, streams and per-image records."""
         for im, s in zip(decoded, streams, strict=True):
-            with self._zip.open(f"i{self.n:07d}.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.ascontiguousarray(im), allow_pickle=False)
+            if self._zip is not None:
+                with self._zip.open(f"i{self.n:07d}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.ascontiguousarray(im), allow_pickle=False)
             self._streams.write(s)
             self.offsets.append(self.offsets[-1] + len(s))
             self.meta["heights"].append(int(im.shape[0]))
@@ -175,9 +238,13 @@ class TranscodeWriter:
             if values is not None:
                 self.meta[k].extend(float(v) if k != "qualities" else int(v) for v in values)
 
-    def commit(self, rate_source: str) -> None:
+    def _close(self) -> None:
         self._streams.close()
-        self._zip.close()
+        if self._zip is not None:
+            self._zip.close()
+
+    def commit(self, rate_source: str) -> None:
+        self._close()
         qualities = self.meta.pop("qualities")
         meta = {"info": self.info, "offsets": self.offsets, **self.meta, "rate_source": rate_source,
                 "ms_ssim": [None if np.isnan(v) else v for v in self.meta["ms_ssim"]],
@@ -188,8 +255,7 @@ class TranscodeWriter:
         _commit_dir(self.tmp, self.final)
 
     def abort(self) -> None:
-        self._streams.close()
-        self._zip.close()
+        self._close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -206,16 +272,24 @@ class Cache:
     def has_transcode(self, key: str) -> bool:
         return (self._transcode_dir(key) / "meta.json").is_file()
 
-    def transcode_writer(self, key: str, info: dict[str, Any]) -> TranscodeWriter:
-        return TranscodeWriter(self._transcode_dir(key), key, info)
+    def transcode_writer(self, key: str, info: dict[str, Any], keep_pixels: bool = False) -> TranscodeWriter:
+        return TranscodeWriter(self._transcode_dir(key), key, info, keep_pixels)
 
-    def get_transcode(self, key: str) -> Transcoded:
-        """A cached set; its decoded images and streams are read from disk when used."""
+    def get_transcode(self, key: str, codec: Any = None) -> Transcoded:
+        """A cached set; its streams are read from disk when used, and its images decoded
+        from them by ``codec`` (or read from the entry's kept pixels, where it has them)."""
         d = self._transcode_dir(key)
         meta = json.loads((d / "meta.json").read_text())
         n = len(meta["offsets"]) - 1
+        streams = LazyStreams(d / "streams.bin", meta["offsets"])
+        if (d / "decoded.npz").is_file():
+            decoded: Sequence[np.ndarray] = LazyDecoded(d / "decoded.npz", n)
+        elif codec is not None:
+            decoded = DecodedStreams(streams, codec, [(h, w, 3) for h, w in zip(meta["heights"], meta["widths"])])
+        else:
+            decoded = _NoCodec(key, n)
         return Transcoded(
-            key=key, decoded=LazyDecoded(d / "decoded.npz", n), streams=LazyStreams(d / "streams.bin", meta["offsets"]),
+            key=key, decoded=decoded, streams=streams,
             heights=np.asarray(meta["heights"]), widths=np.asarray(meta["widths"]),
             psnr=np.asarray(meta["psnr"], dtype=np.float64),
             ms_ssim=np.asarray([np.nan if v is None else v for v in meta["ms_ssim"]], dtype=np.float64),
@@ -241,6 +315,13 @@ class Cache:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+    # -- trainings under way -----------------------------------------------------------
+    def checkpoint(self, key: str) -> Checkpoint:
+        """Where the training of the weights ``key`` saves its epochs (``bench.train.Checkpoint``)."""
+        from bench.train import Checkpoint
+
+        return Checkpoint(self.root / "checkpoints" / f"{key}.pt")
 
     # -- trained weights ----------------------------------------------------------------
     def _model_path(self, key: str) -> Path:

@@ -96,10 +96,17 @@ class CellContext:
     def evaluate(self, net: nn.Module, images: Sequence[np.ndarray], references: Any) -> dict[str, float]:
         return self.exp.task.evaluate(net, self.exp.model, images, references, self.device)
 
-    def train(self, net: nn.Module, images: Sequence[np.ndarray], schedule: Schedule) -> None:
-        """The task's training of ``net`` on ``images`` with the train split's targets."""
+    def train(self, net: nn.Module, images: Sequence[np.ndarray], schedule: Schedule, kind: str) -> None:
+        """The task's training of ``net`` on ``images`` with the train split's targets, for
+        the weights of ``kind`` (``keep_weights`` stores them): streamed through the run's
+        loader workers, with a checkpoint per epoch that a run killed during it resumes from."""
         self.exp.task.train(net, self.exp.model, images, self.originals("train"), schedule, self.exp.seed,
-                            self.device)
+                            self.device, **self.training(kind))
+
+    def training(self, kind: str) -> dict[str, Any]:
+        """``bench.train.fit``'s options for training the weights of ``kind``: the loader's
+        workers and the per-epoch checkpoint (for a scenario that calls ``fit`` itself)."""
+        return self._bench.models.training(self._weights_key(kind))
 
     def _weights_key(self, kind: str) -> str:
         setting = self.setting() if self.cell.codec_label is not None else None
@@ -111,8 +118,10 @@ class CellContext:
 
     def keep_weights(self, kind: str, state: dict[str, Any], started: float, what: str) -> None:
         """Store weights just trained (``started``: ``time.perf_counter()`` before training)."""
-        self._bench.models.keep(self._weights_key(kind), state)
-        self.say(f"trained {self.exp.model_label} {what} in {time.perf_counter() - started:.1f} s")
+        key = self._weights_key(kind)
+        self._bench.models.keep(key, state)
+        self.say(f"trained {self.exp.model_label} {what} in {time.perf_counter() - started:.1f} s"
+                 f"{self._bench.models.resumed(key)}")
 
     # -- the run ------------------------------------------------------------------------
     def shared(self, key: Any, make: Callable[[], T]) -> T:

@@ -21,7 +21,7 @@ from bench.progress import Progress
 from bench.provenance import provenance
 from bench.scenarios import SCENARIOS
 from bench.store import Store
-from bench.transcodes import Setting
+from bench.transcodes import PIXELS, Setting
 from bench.workbench import Workbench
 
 
@@ -41,6 +41,10 @@ class RunOptions:
     #: Torch threads per cell (the CPUs a Ray cell task asks for); None: torch's default.
     #: Float results depend on it: runs compare exactly only at the same value.
     cell_threads: int | None = None
+    #: Which cache entries keep decoded pixels beside their bitstreams (``bench.transcodes.PIXELS``):
+    #: ``auto`` (neural codecs' only), ``keep`` (all: read without decoding, 10–40× the
+    #: bytes) or ``derive`` (none: every image decoded from its stream when read).
+    pixels: str = "auto"
 
 
 def resolve_device(device: str) -> str:
@@ -128,6 +132,8 @@ def _check(opts: RunOptions) -> None:
         raise BenchError(f"--executor {opts.executor}: expected one of {', '.join(EXECUTORS)}")
     if opts.cell_threads is not None and opts.cell_threads < 1:
         raise BenchError(f"--cell-threads {opts.cell_threads}: must be at least 1")
+    if opts.pixels not in PIXELS:
+        raise BenchError(f"--pixels {opts.pixels}: expected one of {', '.join(PIXELS)}")
     if opts.address is not None and opts.executor != "ray":
         raise BenchError(f"--address {opts.address}: only --executor ray connects to a cluster")
 
@@ -137,14 +143,16 @@ def _workbench(plan: Plan, opts: RunOptions, cache: Cache) -> tuple[Workbench, R
     progress = Progress(opts.quiet)
     if opts.executor == "local":
         device = resolve_device(opts.device)
-        return Workbench(plan, cache, device, opts.workers, opts.force, progress), None, device
+        return (Workbench(plan, cache, device, opts.workers, opts.force, progress, pixels=opts.pixels),
+                None, device)
     ray = RayExecutor(opts)
     try:  # the cells' device is the cluster's; the driver only transcodes, on CPU workers
         device = ray.device(opts.device)
     except BaseException:
         ray.close()
         raise
-    return Workbench(plan, cache, "cpu", max(opts.workers, 2), opts.force, progress, ray.pool), ray, device
+    return (Workbench(plan, cache, "cpu", max(opts.workers, 2), opts.force, progress, ray.pool,
+                      pixels=opts.pixels), ray, device)
 
 
 def _stages(bench: Workbench, ray: RayExecutor | None, cells: list[Cell], pending: list[Cell], store: Store,

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -175,6 +178,56 @@ def autocast(device: str | torch.device, precision: str | None) -> contextlib.Ab
     return torch.autocast(kind, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+class Checkpoint:
+    """Where a training saves its whole state after each epoch, and resumes from: the
+    weights, the optimiser, its schedule, the gradient scaler, the order generator and
+    torch's global generator, and what each finished epoch recorded. A run killed during a
+    training resumes at the epoch after its last finished one and ends where an
+    uninterrupted run ends (on the same device and thread count). Written under a
+    temporary name and renamed into place: a kill leaves the previous epoch's."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        #: The epoch (from 0) a training resumed at, when it did.
+        self.resumed_at: int | None = None
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.is_file():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception:  # an unreadable checkpoint costs its epochs, never the run
+            return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _resume(checkpoint: Checkpoint | None, module: nn.Module, parts: dict[str, Any], order: torch.Generator,
+            epochs: int) -> tuple[int, list[Any]]:
+    """The first epoch to run and the finished epochs' records (0 and none without a checkpoint)."""
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is None or state.get("epochs") != epochs:
+        return 0, []
+    module.load_state_dict(state["module"])
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    order.set_state(state["order"])
+    torch.set_rng_state(state["rng"])
+    assert checkpoint is not None
+    checkpoint.resumed_at = int(state["epoch"]) + 1
+    return checkpoint.resumed_at, list(state["records"])
+
+
 def fit(
     module: nn.Module,
     data: TrainingSet,
@@ -186,18 +239,20 @@ def fit(
     hflip: float = 0.5,
     precision: str | None = None,
     num_workers: int = 0,
-    on_epoch: Callable[[int], None] | None = None,
-) -> None:
+    on_epoch: Callable[[int], Any] | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> list[Any]:
     """Optimise the parameters of ``module`` in place: ``schedule.epochs`` epochs over
     ``data`` in batches of ``schedule.batch_size``, each item mirrored with probability
     ``hflip``, ``step(batch)`` the loss of a batch (on ``device``), AdamW with a cosine
-    decay (``optimizer_for``).
+    decay (``optimizer_for``). Returns what ``on_epoch(epoch)`` returned after each epoch
+    (from 0), once its last step is taken.
 
     ``precision``: ``"bf16"`` or ``"fp16"`` runs each step under ``torch.autocast`` (on CUDA
     with a ``GradScaler``); the default is the schedule's ``precision`` if it has one, else
-    fp32. ``on_epoch(epoch)`` is called after each epoch (from 0), once its last step is
-    taken: per-epoch records go there, and so will checkpoints. ``module`` is left in eval
-    mode.
+    fp32. ``num_workers`` loader processes read and collate the items (a source's lazily
+    read or decoded images), each epoch's in order; ``checkpoint`` saves the whole state
+    after each epoch and resumes from it (``Checkpoint``). ``module`` is left in eval mode.
     """
     if precision is None:
         precision = getattr(schedule, "precision", None)
@@ -210,7 +265,9 @@ def fit(
     module.to(device).train()
     opt, sched = optimizer_for(module, schedule, len(data))
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and precision is not None)
-    for epoch in range(schedule.epochs):
+    parts = {"opt": opt, "sched": sched, "scaler": scaler}
+    start, records = _resume(checkpoint, module, parts, order, schedule.epochs)
+    for epoch in range(start, schedule.epochs):
         workers.manual_seed(seed * 1_000_003 + epoch)
         for batch in loader:
             batch = batch.to(device, non_blocking=cuda)
@@ -221,11 +278,13 @@ def fit(
             scaler.step(opt)
             scaler.update()
             sched.step()
-        # A checkpoint belongs here (through ``on_epoch``): the weights, ``opt``, ``sched``,
-        # ``scaler`` and ``order.get_state()`` resume the run exactly at the next epoch.
-        if on_epoch is not None:
-            on_epoch(epoch)
+        records.append(on_epoch(epoch) if on_epoch is not None else None)
+        if checkpoint is not None and epoch + 1 < schedule.epochs:
+            checkpoint.save({"epoch": epoch, "epochs": schedule.epochs, "records": records,
+                             "module": module.state_dict(), "order": order.get_state(),
+                             "rng": torch.get_rng_state(), **{k: v.state_dict() for k, v in parts.items()}})
     module.eval()
+    return records
 
 
 # --- pixels: scenarios A and C ------------------------------------------------------------
@@ -242,7 +301,8 @@ class PixelSource:
         return len(self.images)
 
     def width(self, i: int) -> int:
-        return int(self.images[i].shape[1])
+        shapes = getattr(self.images, "shapes", None)  # a lazy set knows its sizes unread
+        return int((shapes[i] if shapes is not None else self.images[i].shape)[1])
 
     def item(self, i: int, flip: bool) -> Any:
         return self.images[i]
@@ -260,4 +320,12 @@ def train_on_images(task: Task, net: nn.Module, model: Any, images: Sequence[Any
     if len(targets) != len(images):
         raise BenchError(f"{len(images)} training images but {len(targets)} targets in {data.dataset!r}")
     fit(net, TrainingSet(task, PixelSource(task, model, images), targets), lambda b: task_loss(task, net, b),
-        schedule, seed, device, hflip=task.hflip, **options)
+        schedule, seed, device, hflip=task.hflip, **loader_options(images, options))
+
+
+def loader_options(images: Sequence[Any], options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for ``fit``, without loader workers where ``images`` cannot be read in
+    them (a neural codec's streams decoded on a GPU: a forked worker has no CUDA)."""
+    if options.get("num_workers") and not getattr(images, "in_workers", True):
+        return {**options, "num_workers": 0}
+    return options

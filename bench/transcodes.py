@@ -26,12 +26,29 @@ if TYPE_CHECKING:
 
 Setting = int | Target
 
+#: Which new cache entries keep decoded pixels beside their bitstreams. ``auto``: a neural
+#: codec's only — decoding one again is not bit-exact (a grey level here and there moves
+#: with the batch and the thread count) and must happen on the device that encoded, so
+#: its cells read the very pixels the recorded PSNR was measured on; a traditional codec's
+#: entries keep streams only and decode them exactly when read. ``keep``: every entry
+#: (reads need no decoding; 10–40× the bytes). ``derive``: none (a neural codec's images
+#: are decoded again on its device when read; what the study's scale needs for scenario C
+#: on a neural codec, at the cost of those grey levels).
+PIXELS = ("auto", "keep", "derive")
+
+
+def keeps_pixels(pixels: str, codec: Any) -> bool:
+    """Whether a new entry of ``codec`` keeps its decoded pixels under the policy ``pixels``."""
+    return pixels == "keep" or (pixels == "auto" and codec.kind != "traditional")
+
 
 class Transcodes:
     def __init__(self, splits: Splits, cache: Cache, workers: int, force: bool, progress: Progress,
                  counters: Counters, pool_factory: Callable[[int], Any] = make_pool,
-                 choices: dict[str, dict[str, Any]] | None = None) -> None:
+                 choices: dict[str, dict[str, Any]] | None = None, pixels: str = "auto") -> None:
         self.splits, self.cache, self.workers, self.force = splits, cache, workers, force
+        #: Which entries keep their decoded pixels beside their streams (``PIXELS``).
+        self.pixels = pixels
         self.progress, self.counters, self._pool_factory = progress, counters, pool_factory
         self._pool: Any = None
         #: Per-dataset rate-control choices by key (an executor's workers get the driver's).
@@ -106,7 +123,7 @@ class Transcodes:
         return key
 
     def get(self, exp: ResolvedExperiment, split: str, label: str, setting: Setting) -> Transcoded:
-        return self.cache.get_transcode(self.key(exp, split, label, setting))
+        return self.cache.get_transcode(self.key(exp, split, label, setting), self.codec(exp, label).codec)
 
     def make(self, todo: list[tuple[ResolvedExperiment, str, str, Setting]], bar: Any) -> None:
         """Transcode every listed set, streaming: memory holds a few chunks, whatever the
@@ -133,7 +150,8 @@ class Transcodes:
         def submit(task: tuple[int, bool, Callable[[], Any]]) -> Any:
             n, last, run = task
             if n not in writers:
-                writers[n] = self.cache.transcode_writer(sets[n][0], sets[n][4])
+                writers[n] = self.cache.transcode_writer(sets[n][0], sets[n][4],
+                                                         keeps_pixels(self.pixels, sets[n][1].codec))
             order.append((n, last))
             return run()
 

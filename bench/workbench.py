@@ -28,6 +28,7 @@ from bench.transcodes import Transcodes
 
 if TYPE_CHECKING:
     from bench.grid import Cell, Plan, ResolvedExperiment
+    from bench.train import Checkpoint
 
 
 @dataclass
@@ -89,11 +90,14 @@ class Models:
     """The scenario-A models (trained once per run, or loaded) and a cache of trained weights."""
 
     def __init__(self, splits: Splits, cache: Cache, device: str, force: bool, progress: Progress,
-                 counters: Counters, fresh: list[str] | None = None) -> None:
+                 counters: Counters, fresh: list[str] | None = None, loader_workers: int = 0) -> None:
         self.splits, self.cache, self.device, self.force = splits, cache, device, force
+        #: Processes that read (and decode) training items for each training's loader.
+        self.loader_workers = loader_workers
         self.progress, self.counters = progress, counters
         self.fresh: set[str] = set(fresh or [])  # trained in this run (honours --force once)
         self._references: dict[int, tuple[nn.Module, Any]] = {}
+        self._checkpoints: dict[str, Checkpoint] = {}
 
     def cached(self, key: str) -> dict[str, Any] | None:
         if self.cache.has_model(key) and (not self.force or key in self.fresh):
@@ -102,8 +106,23 @@ class Models:
 
     def keep(self, key: str, state: dict[str, Any]) -> None:
         self.cache.put_model(key, {k: v.detach().cpu() for k, v in state.items()})
+        self.cache.checkpoint(key).remove()  # the finished weights supersede the epochs
         self.fresh.add(key)
         self.counters.trainings += 1
+
+    def training(self, key: str) -> dict[str, Any]:
+        """``bench.train.fit``'s options for the training of weights ``key``: its loader's
+        workers and its per-epoch checkpoint (a forced run starts the training afresh)."""
+        checkpoint = self._checkpoints[key] = self.cache.checkpoint(key)
+        if self.force and key not in self.fresh:
+            checkpoint.remove()
+        return {"num_workers": self.loader_workers, "checkpoint": checkpoint}
+
+    def resumed(self, key: str) -> str:
+        """`` (resumed at epoch N)`` when the training of ``key`` resumed from a checkpoint, else ``""``."""
+        checkpoint = self._checkpoints.get(key)
+        at = checkpoint.resumed_at if checkpoint is not None else None
+        return "" if at is None else f" (resumed at epoch {at + 1} from its checkpoint)"
 
     def reference_key(self, exp: ResolvedExperiment) -> str:
         return exp.reference_key(self.splits.content(exp, "train") if not exp.model.pretrained else None)
@@ -129,23 +148,27 @@ class Models:
             net.load_state_dict(state)
             return
         t0, train = time.perf_counter(), self.splits.get(exp, "train")
-        exp.task.train(net, exp.model, train.images, train, exp.entry.train, exp.seed, self.device)
+        exp.task.train(net, exp.model, train.images, train, exp.entry.train, exp.seed, self.device,
+                       **self.training(key))
         self.keep(key, net.state_dict())
-        self.progress.say(f"trained {exp.model_label} on {len(train)} images in {time.perf_counter() - t0:.1f} s")
+        self.progress.say(f"trained {exp.model_label} on {len(train)} images in {time.perf_counter() - t0:.1f} s"
+                          f"{self.resumed(key)}")
 
 
 class Workbench:
     """A run's splits, transcodes and models, and the context each cell runs against."""
 
     def __init__(self, plan: Plan, cache: Cache, device: str, workers: int, force: bool, progress: Progress,
-                 pool_factory: Callable[[int], Any] = make_pool, state: RunState | None = None) -> None:
+                 pool_factory: Callable[[int], Any] = make_pool, state: RunState | None = None,
+                 pixels: str = "auto") -> None:
         state = state or RunState()
         self.plan, self.cache, self.device, self.workers = plan, cache, device, workers
         self.progress, self.counters = progress, Counters()
         self.splits = Splits(plan, cache, state)
         self.transcodes = Transcodes(self.splits, cache, workers, force, progress, self.counters, pool_factory,
-                                     state.choices)
-        self.models = Models(self.splits, cache, device, force, progress, self.counters, state.fresh_weights)
+                                     state.choices, pixels)
+        self.models = Models(self.splits, cache, device, force, progress, self.counters, state.fresh_weights,
+                             loader_workers=workers if workers > 1 else 0)
         #: What the run's cells share (a compressed-domain split's latents, cost tables).
         self.shared: dict[Any, Any] = {}
         for exp in plan.experiments:

@@ -31,7 +31,7 @@ def transcoded(n: int, rng: np.random.Generator) -> Transcoded:
 def test_cache_entries_round_trip_and_read_lazily(tmp_path: Path) -> None:
     t = transcoded(7, np.random.default_rng(0))
     cache = Cache(tmp_path)
-    writer = cache.transcode_writer(t.key, {"what": "test"})
+    writer = cache.transcode_writer(t.key, {"what": "test"}, keep_pixels=True)
     writer.add(t.decoded, t.streams, psnr=t.psnr, ms_ssim=t.ms_ssim, encode_s=t.encode_s, decode_s=t.decode_s,
                bits=t.bits)
     writer.commit(t.rate_source)
@@ -49,10 +49,40 @@ def test_cache_entries_round_trip_and_read_lazily(tmp_path: Path) -> None:
     assert np.isnan(a.pop("ms_ssim")) and np.isnan(b.pop("ms_ssim")) and a == b
 
 
+def test_an_entry_keeps_its_streams_and_decodes_them_when_read(tmp_path: Path) -> None:
+    """By default an entry is its bitstreams and records: the pixels are decoded from the
+    streams by the codec when read (one stream per index, a slice in one call), equal to
+    the codec's own decode; the entry's bytes are the streams' plus the records'."""
+    from bench.cache import DecodedStreams
+    from bench.codecs.base import OperatingPoint
+    from bench.codecs.pillow import JPEG
+    from bench.errors import CodecError
+
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (40 + 8 * i, 56, 3), dtype=np.uint8) for i in range(5)]
+    codec = JPEG()
+    streams = codec.encode(images, OperatingPoint(30))
+    decoded = codec.decode(streams)
+    cache = Cache(tmp_path)
+    writer = cache.transcode_writer("j" * 32, {})
+    writer.add(decoded, streams, psnr=[0.0] * 5, bits=[8.0 * len(s) for s in streams])
+    writer.commit("bitstream")
+    entry = tmp_path / "transcode" / "jj" / ("j" * 32)
+    assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "streams.bin"]
+    assert (entry / "streams.bin").stat().st_size == sum(map(len, streams))
+    back = cache.get_transcode("j" * 32, codec)
+    assert isinstance(back.decoded, DecodedStreams) and len(back) == 5 and back.decoded.in_workers
+    assert back.decoded.shapes == [im.shape for im in images]
+    assert all(np.array_equal(back.decoded[i], decoded[i]) for i in range(5))
+    assert all(np.array_equal(a, b) for a, b in zip(back.decoded[1:4], decoded[1:4]))
+    with pytest.raises(CodecError, match="keeps only its streams"):
+        cache.get_transcode("j" * 32).decoded[0]
+
+
 def test_an_aborted_entry_is_never_seen(tmp_path: Path) -> None:
     t = transcoded(3, np.random.default_rng(1))
     cache = Cache(tmp_path)
-    writer = cache.transcode_writer(t.key, {})
+    writer = cache.transcode_writer(t.key, {}, keep_pixels=True)
     writer.add(t.decoded[:2], t.streams[:2], psnr=t.psnr[:2])
     assert not cache.has_transcode(t.key)  # half written: invisible
     writer.abort()
@@ -80,9 +110,10 @@ def test_images_in_memory_do_not_grow_with_the_set(tmp_path: Path, monkeypatch: 
         weakref.finalize(im, lambda: live.__setitem__(kind, live[kind] - 1))
         return im
 
-    load, get = bench.datasets.photos.load_image, LazyDecoded._get
+    load, check = bench.datasets.photos.load_image, bench.cache.DecodedStreams._check
     monkeypatch.setattr(bench.datasets.photos, "load_image", lambda p: track("originals", load(p)))
-    monkeypatch.setattr(bench.cache.LazyDecoded, "_get", lambda self, i: track("decoded", get(self, i)))
+    monkeypatch.setattr(bench.cache.DecodedStreams, "_check",
+                        lambda self, ims, idx: [track("decoded", im) for im in check(self, ims, idx)])
     n = 400
     grid = {"name": "stream", "codecs": [{"codec": "jpeg", "qualities": [20, 80]}],
             "experiments": [{"task": "classification",

@@ -25,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cell-threads", type=int, default=None,
                    help="torch threads per cell, and the CPUs a Ray cell task asks for (default: torch's default "
                         "here); results compare exactly between runs with the same value")
+    p.add_argument("--pixels", default="auto", choices=("auto", "keep", "derive"),
+                   help="which cache entries keep decoded pixels beside their bitstreams: auto (default: neural "
+                        "codecs' only; traditional ones are decoded exactly from their streams when read), keep "
+                        "(all; 10-40x the bytes), derive (none; neural images decoded again on their device)")
     p.add_argument("--force", action="store_true", help="recompute finished cells, transcodes and trainings")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -47,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     summary = run(plan, RunOptions(out=args.out, cache_dir=args.cache_dir, device=args.device,
                                    workers=args.workers, force=args.force, quiet=args.quiet, argv=sys.argv,
                                    executor=args.executor, address=args.address,
-                                   cell_threads=args.cell_threads))
+                                   cell_threads=args.cell_threads, pixels=args.pixels))
     folder = run_dir(args.out, plan.grid.name)
     print(json.dumps(summary, indent=2))
     print(f"outputs: {folder}/report.html (the page: plots, ranking, leaderboard, settings), leaderboard.csv, "

@@ -43,7 +43,7 @@ from torch import nn
 
 from bench.codecs.neural import CompressAICodec, _padded, _to_tensor
 from bench.config import Schedule
-from bench.datasets.base import ImageSet
+from bench.datasets.base import ImageSet, image_shapes
 from bench.domain.adapt import LATENT_STRIDE
 from bench.domain.train import LatentSet, _grid_image, latent_grid, pad_stack
 from bench.errors import BenchError
@@ -152,7 +152,7 @@ class _EncoderImages:
 
     def __init__(self, images: Sequence[np.ndarray]) -> None:
         self.images = images
-        self.sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
+        self.sizes = [(int(sh[0]), int(sh[1])) for sh in image_shapes(images)]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -176,13 +176,13 @@ class _EncoderImages:
 
 def train_joint(task: Task | str, model: nn.Module, net: nn.Module, inputs: Sequence[str],
                 images: Sequence[np.ndarray], data: ImageSet, schedule: Schedule, task_weight: float,
-                seed: int, device: str) -> dict[str, Any]:
+                seed: int, device: str, **options: Any) -> dict[str, Any]:
     """Train ``model.g_a`` and ``net`` in place under ``rate + task_weight · task loss``
     (see the module docstring); ``model`` is the caller's copy of a CompressAI
     ScaleHyperprior or MeanScaleHyperprior, left updated (``update(force=True)``) and in
     eval mode, like ``net``. Returns per-epoch means of the training objective's terms:
     ``bpp_per_epoch`` (estimated, noisy likelihoods), ``task_loss_per_epoch`` and
-    ``loss_per_epoch``, and the number of ``steps``."""
+    ``loss_per_epoch``, and the number of ``steps``. ``options`` go to ``fit``."""
     task = as_task(task)
     prior = _prior_of(model)
     _check_inputs(prior, inputs)
@@ -196,7 +196,7 @@ def train_joint(task: Task | str, model: nn.Module, net: nn.Module, inputs: Sequ
     model.train()
     record: dict[str, Any] = {"bpp_per_epoch": [], "task_loss_per_epoch": [], "loss_per_epoch": [], "steps": 0,
                               "task_weight": task_weight, "prior": prior, "flips": "image"}
-    sums = dict.fromkeys(("bits", "pixels", "task", "loss"), 0.0)
+    sums = dict.fromkeys(("bits", "pixels", "task", "loss", "steps"), 0.0)
 
     def step(batch: Batch) -> torch.Tensor:
         sizes = batch.extras["sizes"]
@@ -209,20 +209,23 @@ def train_joint(task: Task | str, model: nn.Module, net: nn.Module, inputs: Sequ
         sums["pixels"] += n_pixels
         sums["task"] += float(task_term.detach()) * len(sizes)
         sums["loss"] += float(loss.detach()) * len(sizes)
-        record["steps"] += 1
+        sums["steps"] += 1
         return loss
 
-    def on_epoch(epoch: int) -> None:
-        record["bpp_per_epoch"].append(sums["bits"] / sums["pixels"])
-        record["task_loss_per_epoch"].append(sums["task"] / len(images))
-        record["loss_per_epoch"].append(sums["loss"] / len(images))
+    def on_epoch(epoch: int) -> dict[str, float]:
+        means = {"bpp": sums["bits"] / sums["pixels"], "task_loss": sums["task"] / len(images),
+                 "loss": sums["loss"] / len(images), "steps": int(sums["steps"])}
         sums.update(dict.fromkeys(sums, 0.0))
+        return means
 
     cuda = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):  # the entropy models' noise, reproducible
         torch.manual_seed(seed)
-        fit(nn.ModuleList([model.g_a, net]), training, step, schedule, seed, device, hflip=task.hflip,
-            on_epoch=on_epoch)
+        epochs = fit(nn.ModuleList([model.g_a, net]), training, step, schedule, seed, device, hflip=task.hflip,
+                     on_epoch=on_epoch, **options)
+    for name in ("bpp", "task_loss", "loss"):
+        record[f"{name}_per_epoch"] = [e[name] for e in epochs]
+    record["steps"] = sum(e["steps"] for e in epochs)
     model.requires_grad_(False)
     model.update(force=True)
     model.eval()

@@ -131,10 +131,10 @@ def _teacher_features(tr: Transfer, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def train_latent(task: Task | str, net: nn.Module, lat: LatentSet, data: ImageSet, schedule: Schedule, seed: int,
-                 device: str, transfer: Transfer | None = None) -> list[float]:
+                 device: str, transfer: Transfer | None = None, **options: Any) -> list[float]:
     """Optimise ``net`` in place on the latents with the task's targets of ``data`` (plus
     the knowledge-transfer term); returns the mean knowledge-transfer distance per epoch
-    (empty without transfer)."""
+    (empty without transfer). ``options`` go to ``fit`` (loader workers, a checkpoint)."""
     task = as_task(task)
     student_layers = [f"{net.feature_root}.{name}" if name else net.feature_root
                       for name in (transfer.layers if transfer else {})]
@@ -153,14 +153,16 @@ def train_latent(task: Task | str, net: nn.Module, lat: LatentSet, data: ImageSe
         count[0] += len(batch.index)
         return loss + kt
 
-    def on_epoch(epoch: int) -> None:
-        if transfer is not None:
-            distances.append(total[0] / count[0])
-            total[0], count[0] = 0.0, 0
+    def on_epoch(epoch: int) -> float | None:
+        if transfer is None:
+            return None
+        distance = total[0] / count[0]
+        total[0], count[0] = 0.0, 0
+        return distance
 
     data_set = TrainingSet(task, LatentSource(lat, transfer), task.training_targets(data))
-    fit(net, data_set, step, schedule, seed, device, hflip=task.hflip, on_epoch=on_epoch)
-    return distances
+    records = fit(net, data_set, step, schedule, seed, device, hflip=task.hflip, on_epoch=on_epoch, **options)
+    return [d for d in records if d is not None]
 
 
 @torch.no_grad()

@@ -188,7 +188,7 @@ class CompressedDomain(Scenario):
             transfer = Transfer(root.eval(), exp.model, layers, ctx.originals("train").images)
         t0 = time.perf_counter()
         distances = train_latent(exp.task, net, train, ctx.originals("train"), cd.train, exp.seed,
-                                 ctx.device, transfer)
+                                 ctx.device, transfer, **ctx.training("compressed-domain"))
         ctx.keep_weights("compressed-domain", net.state_dict(), t0,
                          f"D:{ctx.cell.variant} on {ctx.cell.codec_label}@{ctx.quality()} latents")
         info: dict[str, Any] = {"trained": True, "train_s": time.perf_counter() - t0}
@@ -217,7 +217,7 @@ class CompressedDomain(Scenario):
             t0 = time.perf_counter()
             train = ctx.originals("train")
             info = train_joint(exp.task, model.to(ctx.device), net, list(variant.inputs), train.images, train,
-                               cd.train, variant.joint.task_weight, exp.seed, ctx.device)
+                               cd.train, variant.joint.task_weight, exp.seed, ctx.device, **ctx.training("joint"))
             state = {f"net.{k}": v for k, v in net.state_dict().items()}
             state.update({f"codec.{k}": v for k, v in model.state_dict().items()})
             ctx.keep_weights("joint", state, t0, f"D:{ctx.cell.variant} with the {ctx.cell.codec_label}@{q} encoder")

@@ -66,7 +66,7 @@ class Finetuned(Scenario):
         else:
             t0 = time.perf_counter()
             train = ctx.transcoded("train")
-            ctx.train(net, train.decoded, self.settings(ctx.exp))
+            ctx.train(net, train.decoded, self.settings(ctx.exp), "finetuned")
             ctx.keep_weights("finetuned", net.state_dict(), t0, f"on {len(train)} images")
         val = ctx.transcoded("val")
         return ctx.result(ctx.evaluate(net.eval(), val.decoded, refs), transcoded=val, n_images=len(val))

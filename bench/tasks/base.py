@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from bench.config import Schedule
-from bench.datasets.base import Dataset, ImageSet
+from bench.datasets.base import Dataset, ImageSet, image_shapes
 from bench.models.base import Model
 from bench.train import to_device, train_on_images
 
@@ -124,11 +124,12 @@ class Task(ABC):
 
     def train(
         self, net: nn.Module, model: Model, images: Sequence[np.ndarray], data: ImageSet,
-        schedule: Schedule, seed: int, device: str,
+        schedule: Schedule, seed: int, device: str, **options: Any,
     ) -> None:
         """Optimise ``net`` in place on ``images`` with the targets of ``data``: the one
-        training loop (``bench.train``) with this task's pieces."""
-        train_on_images(self, net, model, images, data, schedule, seed, device)
+        training loop (``bench.train``) with this task's pieces; ``options`` go to
+        ``bench.train.fit`` (``num_workers``, ``checkpoint``)."""
+        train_on_images(self, net, model, images, data, schedule, seed, device, **options)
 
     # -- scenario D: the task's network on latents ------------------------------------
     def latent_problem(self, model: Model, arch: str) -> str | None:
@@ -153,8 +154,9 @@ class Task(ABC):
 def same_size_batches(images: Sequence[np.ndarray], limit: int) -> Iterator[list[int]]:
     """Runs of consecutive indices whose images share a size, at most ``limit`` long."""
     run: list[int] = []
-    for i, im in enumerate(images):
-        if run and (len(run) == limit or im.shape != images[run[0]].shape):
+    shapes = image_shapes(images)  # a lazy set's sizes, without reading it
+    for i, shape in enumerate(shapes):
+        if run and (len(run) == limit or shape != shapes[run[0]]):
             yield run
             run = []
         run.append(i)
