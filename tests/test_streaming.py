@@ -147,3 +147,45 @@ def test_workers_read_file_backed_chunks_themselves(tmp_path: Path) -> None:
     [key] = [p.name for p in (tmp_path / "one" / "cache" / "transcode").glob("*/*")]
     a, b = Cache(tmp_path / "one" / "cache").get_transcode(key), Cache(tmp_path / "two" / "cache").get_transcode(key)
     assert list(a.streams) == list(b.streams) and np.array_equal(a.psnr, b.psnr)
+
+
+def test_scenario_d_streams_its_latents_through_loader_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scenario D reads a split's latents as pixels are read: entropy-decoded from the cached
+    streams batch by batch (training items in the loader's worker processes), so no process
+    ever holds more than a few batches of them, whatever the split's size."""
+    import os
+
+    import bench.domain.train
+    from bench.domain.train import EVAL_BATCH as LATENT_EVAL_BATCH
+
+    log = tmp_path / "latents.log"
+    live: dict[str, int] = {"n": 0}
+    inputs = bench.domain.train.StreamLatents._inputs
+
+    def tracked(self, latents):
+        out = inputs(self, latents)
+        for t in out:  # per process: a forked worker counts its own
+            live["n"] += 1
+            weakref.finalize(t, lambda: live.__setitem__("n", live["n"] - 1))
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {len(out)} {live['n']}\n")
+        return out
+
+    monkeypatch.setattr(bench.domain.train.StreamLatents, "_inputs", tracked)
+    n_train, n_val, batch = 192, 96, 16
+    grid = {"name": "dstream", "codecs": [{"codec": "bmshj2018-hyperprior", "weights": "embedded", "qualities": [1]}],
+            "experiments": [{"task": "classification",
+                             "dataset": {"name": "shapes", "n_train": n_train, "n_val": n_val, "size": 32},
+                             "model": {"name": "tiny-resnet", "widths": [8, 16]}, "scenarios": ["D"],
+                             "train": {"epochs": 1, "batch_size": 32, "lr": 0.003},
+                             "compressed_domain": {"train": {"epochs": 2, "batch_size": batch, "lr": 0.003},
+                                                   "variants": [{"arch": "aa"}]}}]}
+    summary = run(resolve(parse_grid(grid)), RunOptions(out=tmp_path / "out", workers=2, quiet=True))
+    assert summary["status"] == "finished" and summary["cells_run"] == 1
+    events = [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
+    workers = {pid for pid, _, _ in events} - {os.getpid()}
+    assert workers, "no latents were decoded in a loader worker"
+    decoded_in_workers = sum(n for pid, n, _ in events if pid in workers)
+    assert decoded_in_workers == 2 * n_train  # every training item, each epoch, one by one
+    bound = max(LATENT_EVAL_BATCH, 2 * 2 * batch) + 2  # an eval batch, or a worker's prefetched batches
+    assert max(peak for _, _, peak in events) <= bound < n_train

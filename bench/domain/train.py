@@ -23,7 +23,7 @@ from bench.domain.adapt import LATENT_STRIDE, FeatureRecorder, transfer_loss
 from bench.errors import BenchError
 from bench.models.base import Model
 from bench.tasks import Task, as_task
-from bench.train import Batch, TrainingSet, fit, task_loss
+from bench.train import Batch, TrainingSet, fit, loader_options, task_loss
 
 EVAL_BATCH = 64
 
@@ -51,9 +51,10 @@ def frame_of(x: torch.Tensor) -> tuple[int, int]:
 @dataclass
 class LatentSet:
     """Per-image latents ``(C, h, w)`` (the grid cells that cover the image) and the
-    original image sizes ``(H, W)``."""
+    original image sizes ``(H, W)``. ``latents`` is a list, or a ``StreamLatents`` that
+    entropy-decodes each stream when it is read (in a training loader's workers)."""
 
-    latents: list[torch.Tensor]
+    latents: Sequence[torch.Tensor]
     sizes: list[tuple[int, int]]
 
     def __len__(self) -> int:
@@ -61,7 +62,7 @@ class LatentSet:
 
     def grid_pixels(self, i: int) -> tuple[int, int]:
         """Item ``i``'s latent grid in image pixels (its size rounded up to 16)."""
-        h, w = self.latents[i].shape[-2:]
+        h, w = latent_grid(self.sizes[i])
         return h * LATENT_STRIDE, w * LATENT_STRIDE
 
     @property
@@ -69,9 +70,13 @@ class LatentSet:
         return int(self.latents[0].shape[0])
 
     def batch(self, idx: Sequence[int], flips: Sequence[bool] | None = None) -> torch.Tensor:
-        """``(n, C, h_max, w_max)``, each item flipped when asked, zero-padded right/bottom."""
-        return pad_stack([self.latents[i].flip(-1) if flips is not None and flips[k] else self.latents[i]
-                          for k, i in enumerate(idx)])
+        """``(n, C, h_max, w_max)``, each item flipped when asked, zero-padded right/bottom
+        (a run of consecutive items is read in one call: one entropy-decoding batch)."""
+        if len(idx) and list(idx) == list(range(idx[0], idx[0] + len(idx))):
+            items = list(self.latents[idx[0] : idx[0] + len(idx)])
+        else:
+            items = [self.latents[i] for i in idx]
+        return pad_stack([t.flip(-1) if flips is not None and flips[k] else t for k, t in enumerate(items)])
 
 
 @dataclass
@@ -161,7 +166,8 @@ def train_latent(task: Task | str, net: nn.Module, lat: LatentSet, data: ImageSe
         return distance
 
     data_set = TrainingSet(task, LatentSource(lat, transfer), task.training_targets(data))
-    records = fit(net, data_set, step, schedule, seed, device, hflip=task.hflip, on_epoch=on_epoch, **options)
+    records = fit(net, data_set, step, schedule, seed, device, hflip=task.hflip, on_epoch=on_epoch,
+                  **loader_options(lat.latents, options))
     return [d for d in records if d is not None]
 
 
@@ -182,27 +188,81 @@ def evaluate_latent(task: Task | str, net: nn.Module, lat: LatentSet, references
     return task.score(predictions(), references)
 
 
-def latent_set(latents: Sequence[Any], inputs: Sequence[str]) -> tuple[LatentSet, list[int]]:
-    """The network input of each stream's ``Latents`` — the named parts (``y_hat``,
+def network_input(lat: Any, inputs: Sequence[str]) -> tuple[torch.Tensor, list[int]]:
+    """One stream's ``Latents`` as the network reads them — the named parts (``y_hat``,
     ``scales``, ``means``, ``weights``; a mixture's K components stacked as channels),
-    concatenated, cropped to the grid cells that cover the image — and each part's channel
-    count."""
+    concatenated, cropped to the grid cells that cover the image — and each part's
+    channel count."""
+    h, w = latent_grid(lat.size)
+    parts = []
+    for name in inputs:
+        t = getattr(lat, name)
+        if t is None:
+            raise BenchError(f"scenario D: {lat.arch} has no {name} in its latents (use y_hat"
+                             f"{', scales' if lat.scales is not None else ''}"
+                             f"{', means' if lat.means is not None else ''})")
+        t = t.float()
+        parts.append(t.reshape(-1, *t.shape[-2:])[:, :h, :w])
+    return torch.cat(parts).contiguous(), [p.shape[0] for p in parts]
+
+
+def _same_splits(splits: list[int] | None, these: list[int]) -> list[int]:
+    if splits is not None and these != splits:
+        raise BenchError(f"scenario D: latents of one operating point have {splits} and {these} channels")
+    return these
+
+
+def latent_set(latents: Sequence[Any], inputs: Sequence[str]) -> tuple[LatentSet, list[int]]:
+    """The network input of each of ``latents`` (``network_input``), held in memory, and
+    each part's channel count."""
     tensors, sizes, splits = [], [], None
     for lat in latents:
-        h, w = latent_grid(lat.size)
-        parts = []
-        for name in inputs:
-            t = getattr(lat, name)
-            if t is None:
-                raise BenchError(f"scenario D: {lat.arch} has no {name} in its latents (use y_hat"
-                                 f"{', scales' if lat.scales is not None else ''}"
-                                 f"{', means' if lat.means is not None else ''})")
-            t = t.float()
-            parts.append(t.reshape(-1, *t.shape[-2:])[:, :h, :w])
-        these = [p.shape[0] for p in parts]
-        if splits is not None and these != splits:
-            raise BenchError(f"scenario D: latents of one operating point have {splits} and {these} channels")
-        splits = these
-        tensors.append(torch.cat(parts).contiguous())
+        x, these = network_input(lat, inputs)
+        splits = _same_splits(splits, these)
+        tensors.append(x)
         sizes.append(tuple(lat.size))
     return LatentSet(tensors, sizes), splits or []
+
+
+class StreamLatents(Sequence[torch.Tensor]):
+    """The network input of each stream, entropy-decoded by ``codec`` when read (an index
+    decodes one stream, a slice its streams in one call): a split's latents stream through
+    training and evaluation as its images do, never held at once. Entropy decoding runs on
+    the CPU whatever the device, so a training loader's worker processes decode them."""
+
+    def __init__(self, streams: Sequence[bytes], codec: Any, inputs: Sequence[str], splits: list[int]) -> None:
+        self.streams, self.codec, self.inputs, self.splits = streams, codec, list(inputs), splits
+
+    def __len__(self) -> int:
+        return len(self.streams)
+
+    @property
+    def in_workers(self) -> bool:
+        """Whether loader worker processes (forked, CPU-only) can decode these: the codec's
+        hyper-synthesis runs on its device."""
+        device = getattr(self.codec, "device", None)
+        return device is None or torch.device(device).type == "cpu"
+
+    def _inputs(self, latents: Sequence[Any]) -> list[torch.Tensor]:
+        out = []
+        for lat in latents:
+            x, these = network_input(lat, self.inputs)
+            _same_splits(self.splits, these)
+            out.append(x)
+        return out
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            streams = list(self.streams[i])
+            return self._inputs(self.codec.latents(streams)) if streams else []
+        return self._inputs(self.codec.latents([self.streams[i]]))[0]
+
+
+def stream_latents(streams: Sequence[bytes], codec: Any, inputs: Sequence[str],
+                   sizes: Sequence[tuple[int, int]]) -> tuple[LatentSet, list[int]]:
+    """A split's latents read from its streams on use (``StreamLatents``; the first stream
+    is decoded now, for the parts' channel counts) and each part's channel count."""
+    if not len(streams):
+        raise BenchError("scenario D: no streams to read latents from")
+    _, splits = network_input(codec.latents([streams[0]])[0], inputs)
+    return LatentSet(StreamLatents(streams, codec, inputs, splits), [tuple(map(int, s)) for s in sizes]), splits

@@ -20,7 +20,7 @@ from bench.domain.adapt import feature_taps
 from bench.domain.cost import cost_record
 from bench.domain.joint import joint_unsupported, train_joint
 from bench.domain.nets import latent_network, unsupported_model
-from bench.domain.train import LatentSet, Transfer, evaluate_latent, latent_set, train_latent
+from bench.domain.train import LatentSet, Transfer, evaluate_latent, latent_set, stream_latents, train_latent
 from bench.ratecontrol import Target
 from bench.scenarios.base import Scenario
 from bench.transcode import transcode_set
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from bench.context import CellContext, CellResult
     from bench.grid import Cell, ResolvedCodec, ResolvedExperiment
 
-#: Streams entropy-decoded per call when reading a split's latents.
-LATENT_CHUNK = 64
 #: Val streams the cost table times both inference paths on.
 COST_IMAGES = 16
 
@@ -157,15 +155,11 @@ class CompressedDomain(Scenario):
 
     @staticmethod
     def _latents(ctx: CellContext, split: str, inputs: list[str]) -> tuple[LatentSet, list[int]]:
-        """The split's latents at the cell's operating point, from its cached streams by
-        entropy decoding alone (kept for the run: every variant and task shares them)."""
-        def read() -> tuple[LatentSet, list[int]]:
-            streams = ctx.transcoded(split).streams
-            decoded = [lat for i in range(0, len(streams), LATENT_CHUNK)
-                       for lat in ctx.codec.latents(streams[i : i + LATENT_CHUNK])]
-            return latent_set(decoded, inputs)
-
-        return ctx.shared(("latents", ctx.transcode_key(split), tuple(inputs)), read)
+        """The split's latents at the cell's operating point, entropy-decoded from its
+        cached streams alone when read (``stream_latents``: batch by batch, in the training
+        loader's workers), never held at once."""
+        t = ctx.transcoded(split)
+        return stream_latents(t.streams, ctx.codec, inputs, list(zip(t.heights.tolist(), t.widths.tolist())))
 
     def _latent_model(self, ctx: CellContext, variant: DomainVariant) -> tuple[nn.Module, dict[str, Any]]:
         """The cell's network, built from the A model and trained on the train split's
