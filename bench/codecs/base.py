@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from bench.errors import CodecError
 from bench.images import rgb8_problem
 from bench.registry import PluginKind
+from bench.weights import WeightFile, missing_weights
 
 
 @dataclass(frozen=True, order=True)
@@ -71,8 +72,15 @@ class Codec(ABC):
     # -- what a plugin provides -------------------------------------------------------
     def unavailable_reason(self, quality: int | None = None) -> str | None:
         """Why this codec cannot run here (e.g. ``"bpgenc not found"``), or None; with a
-        ``quality``, why it cannot run at that quality (e.g. weights missing for it)."""
-        return None
+        ``quality``, why it cannot run at that quality (by default: the first of its
+        ``weight_files`` missing)."""
+        return missing_weights(self.weight_files(quality)) if quality is not None else None
+
+    def weight_files(self, quality: int | None = None) -> list[WeightFile]:
+        """The weight files the codec downloads at ``quality`` (None: at every quality of its
+        range, as a rate search may use any); ``bench fetch`` downloads the missing ones;
+        none by default."""
+        return []
 
     def to(self, device: str) -> Codec:
         """Run on ``device`` from now on where the codec can (a neural codec's transforms);

@@ -71,6 +71,7 @@ from bench.codecs import bitstream
 from bench.codecs.base import Codec, CodecParams, OperatingPoint
 from bench.errors import CodecError
 from bench.images import rgb8_problem
+from bench.weights import FETCH_HINT, WeightFile, hub_checkpoints_dir
 
 try:  # an optional extra: without it the codecs are registered but unavailable
     with warnings.catch_warnings():
@@ -142,11 +143,6 @@ class NeuralParams(CodecParams):
 def zoo_file(arch: str, metric: str, quality: int) -> str:
     """The file name CompressAI's zoo downloads, e.g. ``bmshj2018-hyperprior-3-6d87be32.pth.tar``."""
     return Path(urlparse(model_urls[arch][metric][quality]).path).name
-
-
-def hub_checkpoints_dir() -> Path:
-    """Where torch hub (and so CompressAI's zoo) keeps downloaded weights."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 @functools.lru_cache(maxsize=64)
@@ -409,12 +405,14 @@ class CompressAICodec(Codec):
         if kind == "zoo":
             if self.name not in model_urls:
                 return f"{self.name} has no zoo weights: use weights: embedded or a checkpoint path"
-            files = [zoo_file(self.name, self.params.metric, q) for q in qualities]
-            if any((hub_checkpoints_dir() / f).is_file() for f in files):
+            files = self.weight_files(quality)
+            if any(f.present for f in files):
                 return None
-            which = files[0] if quality is not None else f"the zoo files (e.g. {files[0]} for quality {qualities[0]})"
-            return (f"zoo weights not cached: place {which} in {hub_checkpoints_dir()} "
-                    f"(download from {model_urls[self.name][self.params.metric][qualities[0]]})")
+            if quality is not None:
+                return files[0].missing(subject="zoo weights not cached")
+            return (f"zoo weights not cached: none of the zoo files (e.g. {files[0].path.name} for quality "
+                    f"{qualities[0]}) is in {hub_checkpoints_dir()}; {FETCH_HINT}, or place them there "
+                    f"(from {files[0].url} and so on)")
         if kind == "embedded":
             if self.embedded_family is None:
                 return f"{self.name} has no embedded weights"
@@ -426,6 +424,20 @@ class CompressAICodec(Codec):
         if any(self._checkpoint_path(q).is_file() for q in qualities):
             return None
         return f"checkpoint {self._checkpoint_path(qualities[0])} not found"
+
+    def weight_files(self, quality: int | None = None) -> list[WeightFile]:
+        """The zoo files of ``quality`` (None: of every quality) with ``weights: zoo``; none
+        otherwise (embedded weights ship with bench, a checkpoint is the user's: both are
+        checked by ``unavailable_reason``)."""
+        if _MISSING is not None or self._weights_kind() != "zoo" or self.name not in model_urls:
+            return []
+        lo, hi = self.quality_range
+        metric = self.params.metric
+        embedded = self.embedded_family is not None and metric == "mse"
+        instead = f"set weights: to {'embedded or ' if embedded else ''}a checkpoint path"
+        return [WeightFile.download(model_urls[self.name][metric][q],
+                                    f"{self.name} zoo weights ({metric}, quality {q})", alternative=instead)
+                for q in ([quality] if quality is not None else range(lo, hi + 1))]
 
     def _weights_id(self, quality: int) -> str | None:
         """What identifies the weights for ``quality`` without loading them; None if absent."""

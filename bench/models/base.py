@@ -11,6 +11,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from bench.weights import WeightFile, missing_weights
+
 
 class ModelParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -34,8 +36,14 @@ class Model(ABC):
         self.params = params if params is not None else self.Params(**kwargs)
 
     def unavailable_reason(self) -> str | None:
-        """Why this model cannot be built here (missing weights or package), or None."""
-        return None
+        """Why this model cannot be built here (missing weights or package), or None; checked
+        from files alone, never downloads. By default: the first of ``weight_files`` missing."""
+        return missing_weights(self.weight_files())
+
+    def weight_files(self) -> list[WeightFile]:
+        """Every weight file ``build`` reads or downloads (``bench fetch`` downloads the
+        missing ones); none by default."""
+        return []
 
     @abstractmethod
     def build(self, num_classes: int | None) -> nn.Module:

@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, ClassVar
 
 import numpy as np
@@ -29,7 +27,6 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from bench.errors import BenchError
 from bench.models.pretrained import TorchvisionWeights
 from bench.models.base import Model, ModelParams
 from bench.models.tiny import BasicBlock
@@ -257,9 +254,9 @@ class TorchvisionDetectorParams(ModelParams):
 
 class TorchvisionDetector(TorchvisionWeights, Detector):
     """A torchvision COCO detector with its pretrained weights, from the torch hub cache
-    (downloaded once with a network) or a local checkpoint. It keeps its own input
-    pipeline (normalisation, resize to a shorter side of 800); labels are COCO's, matched
-    to the dataset's classes by name."""
+    (``bench fetch`` downloads them once with a network) or a local checkpoint. It keeps
+    its own input pipeline (normalisation, resize to a shorter side of 800); labels are
+    COCO's, matched to the dataset's classes by name."""
 
     name = "torchvision-detector"
     version = "1"
@@ -283,15 +280,7 @@ class TorchvisionDetector(TorchvisionWeights, Detector):
             state = torch.load(self.params.checkpoint, map_location="cpu", weights_only=True)
             net.load_state_dict(state.get("model", state.get("state_dict", state)) if isinstance(state, dict) else state)
             return net
-        try:
-            return models.get_model(self.params.arch, weights=weights, **extra)
-        except Exception as exc:  # no network: name the file and where to put it
-            file = os.path.basename(weights.url)
-            hub = Path(torch.hub.get_dir()) / "checkpoints" / file
-            raise BenchError(
-                f"torchvision {self.params.arch} weights {weights} could not be downloaded ({exc.__class__.__name__}); "
-                f"place {file} (from {weights.url}) at {hub}, or set checkpoint:"
-            ) from exc
+        return self._pretrained(**extra)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB in [0, 1]; the network normalises and resizes itself."""

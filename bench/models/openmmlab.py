@@ -46,6 +46,7 @@ from bench.errors import BenchError
 from bench.models.base import Model, ModelParams
 from bench.models.detectors import Detector
 from bench.models.segmenters import Segmenter
+from bench.weights import WeightFile
 
 #: Where the install recipe is: mmcv's compiled ops have no wheel on PyPI.
 INSTALL_HINT = ("see docs/openmmlab.md: build mmcv with scripts/build_mmcv.sh, then "
@@ -146,6 +147,10 @@ class _OpenMMLab(Model):
         if not Path(self.params.checkpoint).is_file():
             return f"checkpoint {self.params.checkpoint} not found"
         return None
+
+    def weight_files(self) -> list[WeightFile]:
+        """The local checkpoint: nothing here downloads."""
+        return [WeightFile.local(self.params.checkpoint, "checkpoint")]
 
     def _check_config(self) -> None:
         self._config_path()

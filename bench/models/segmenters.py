@@ -7,9 +7,7 @@ when ``preprocess`` resized the images.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, ClassVar
 
 import numpy as np
@@ -19,7 +17,6 @@ from PIL import Image
 from pydantic import Field
 from torch import nn
 
-from bench.errors import BenchError
 from bench.models.pretrained import TorchvisionWeights
 from bench.models.base import Model, ModelParams
 from bench.models.detectors import TinyBackbone, Width, cpu_bf16, stack_padded
@@ -124,15 +121,7 @@ class TorchvisionSegmenter(TorchvisionWeights, Segmenter):
             state = state.get("model", state.get("state_dict", state)) if isinstance(state, dict) else state
             net.load_state_dict({k: v for k, v in state.items() if not k.startswith("aux_classifier.")})
             return net
-        try:
-            return models.get_model(self.params.arch, weights=weights)
-        except Exception as exc:  # no network: name the file and where to put it
-            file = os.path.basename(weights.url)
-            hub = Path(torch.hub.get_dir()) / "checkpoints" / file
-            raise BenchError(
-                f"torchvision {self.params.arch} weights {weights} could not be downloaded ({exc.__class__.__name__}); "
-                f"place {file} (from {weights.url}) at {hub}, or set checkpoint:"
-            ) from exc
+        return self._pretrained()
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Resize the shorter side to ``resize`` (bilinear), ImageNet normalisation."""
