@@ -116,6 +116,10 @@ class CellContext:
         """Weights of ``kind`` this cell trained before (None: train them, and keep them)."""
         return self._bench.models.cached(self._weights_key(kind))
 
+    def has_weights(self, kind: str) -> bool:
+        """Whether weights of ``kind`` for this cell are in the cache (nothing is read)."""
+        return self._bench.cache.has_model(self._weights_key(kind))
+
     def keep_weights(self, kind: str, state: dict[str, Any], started: float, what: str) -> None:
         """Store weights just trained (``started``: ``time.perf_counter()`` before training)."""
         key = self._weights_key(kind)

@@ -10,7 +10,7 @@ import threading
 
 from bench.errors import BenchError
 
-SUBCOMMANDS = ("run", "validate", "fetch", "ls", "plot", "leaderboard", "report", "train-codec")
+SUBCOMMANDS = ("run", "validate", "plan", "fetch", "ls", "plot", "leaderboard", "report", "train-codec")
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
