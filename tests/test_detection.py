@@ -125,8 +125,9 @@ def test_torchvision_detector_checks_and_offline_error(tmp_path, monkeypatch) ->
     assert "no detection model" in TorchvisionDetector(arch="resnet50").unavailable_reason()
     assert "no weights" in TorchvisionDetector(arch="fcos_resnet50_fpn", weights="NOPE").unavailable_reason()
     model = TorchvisionDetector(arch="fcos_resnet50_fpn")
-    assert model.unavailable_reason() is None and "person" in model.output_classes()
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub: a download is attempted, and fails
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub: found before any work, and a build fails
+    why = model.unavailable_reason()
+    assert why is not None and "fcos_resnet50_fpn_coco-" in why and "bench fetch" in why and "person" in model.output_classes()
     monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", _no_network)
     with pytest.raises(BenchError, match=r"place fcos_resnet50_fpn_coco-\w+\.pth .* at .*checkpoints"):
         model.build(None)

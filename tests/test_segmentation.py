@@ -105,8 +105,10 @@ def test_segmentation_rejects_datasets_without_masks() -> None:
 def test_torchvision_segmenter_checks_and_offline_error(tmp_path, monkeypatch) -> None:
     assert "no segmentation model" in TorchvisionSegmenter(arch="resnet50").unavailable_reason()
     model = TorchvisionSegmenter(arch="lraspp_mobilenet_v3_large")
-    assert model.unavailable_reason() is None and model.output_classes()[:2] == ("__background__", "aeroplane")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub: a download is attempted, and fails
+    assert model.output_classes()[:2] == ("__background__", "aeroplane")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub: found before any work, and a build fails
+    why = model.unavailable_reason()
+    assert why is not None and "lraspp_mobilenet_v3_large-" in why and "bench fetch" in why
     monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", _no_network)
     with pytest.raises(BenchError, match=r"place lraspp_mobilenet_v3_large-\w+\.pth .* at .*checkpoints"):
         model.build(None)
