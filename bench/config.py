@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from bench.errors import ConfigError
 from bench.registry import did_you_mean
@@ -53,6 +53,18 @@ class Schedule(Strict):
     batch_size: int = Field(default=64, ge=1, le=4096)
     lr: float = Field(gt=0, le=1.0)
     weight_decay: float = Field(default=1e-4, ge=0)
+    #: Mixed precision for the steps: ``bf16`` (CPU or CUDA) or ``fp16`` (CUDA, with a
+    #: gradient scaler); none: fp32. Part of the weights' keys when set.
+    precision: Literal["bf16", "fp16"] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_fp32(self, handler: Any) -> dict[str, Any]:
+        """fp32 (no ``precision``) is left out of the dump: the keys of schedules written
+        before the field existed stay the same."""
+        out = handler(self)
+        if out.get("precision") is None:
+            out.pop("precision", None)
+        return out
 
 
 class Transfer(Strict):

@@ -57,19 +57,40 @@ def _single_threaded(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
+#: The share of a GPU a neural transcode chunk asks for: a small codec's batch leaves most
+#: of a GPU idle, so several chunks share one.
+GPU_SHARE = 0.25
+
+
+def _neural(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    from bench.codecs import CODECS
+    from bench.transcode import _worker
+
+    return fn is _worker and CODECS.get(args[0]).kind == "neural"
+
+
 class RayPool:
     """The ``submit`` side of a ``concurrent.futures.Executor`` on Ray: the transcode stage
-    hands its chunks to it exactly as to the local process pool."""
+    hands its chunks to it exactly as to the local process pool. With ``gpu`` (the run's
+    cells are on CUDA) a neural codec's chunk asks for a share of a GPU and runs there as one
+    batch, so its streams are made on the kind of device that decodes them."""
 
-    def __init__(self, ray: Any) -> None:
+    def __init__(self, ray: Any, gpu: bool = False) -> None:
         self.ray = ray
         self._remote = ray.remote(num_cpus=1, max_retries=2)(_single_threaded)
+        self._gpu_remote = (ray.remote(num_cpus=1, num_gpus=GPU_SHARE, max_retries=2)(_single_threaded)
+                            if gpu else None)
         #: The cluster's CPUs: how many chunks the transcode stage keeps in flight.
         self._max_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._refs: list[Any] = []
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        ref = self._remote.remote(fn, *args)
+        if self._gpu_remote is not None and _neural(fn, args):
+            from bench.transcode import on_device
+
+            ref = self._gpu_remote.remote(on_device, "cuda", *args)
+        else:
+            ref = self._remote.remote(fn, *args)
         self._refs.append(ref)
         inner, outer = ref.future(), Future()
 
@@ -198,17 +219,21 @@ class RayExecutor:
             self.started = True
         self._reference_refs: dict[Any, str] = {}
         self._trainings = 0
+        #: Neural transcode chunks go to GPU workers (the cells' device is CUDA).
+        self.transcode_on_gpu = False
 
     def device(self, requested: str) -> str:
-        """The cells' device: ``auto`` is CUDA when the cluster has GPUs (the driver need not)."""
+        """The cells' device: ``auto`` is CUDA when the cluster has GPUs (the driver need not);
+        on CUDA the neural transcode chunks run on GPU workers too."""
         if requested == "auto":
-            return "cuda" if self.ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
-        if requested.startswith("cuda") and self.ray.cluster_resources().get("GPU", 0) == 0:
+            requested = "cuda" if self.ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+        elif requested.startswith("cuda") and self.ray.cluster_resources().get("GPU", 0) == 0:
             raise BenchError(f"--device {requested}: the Ray cluster has no GPU")
+        self.transcode_on_gpu = requested.startswith("cuda")
         return requested
 
     def pool(self, workers: int) -> RayPool:
-        return RayPool(self.ray)
+        return RayPool(self.ray, gpu=self.transcode_on_gpu)
 
     def _resources(self, job: Job) -> dict[str, float]:
         return {"num_cpus": job.threads, "num_gpus": 1 if job.device.startswith("cuda") else 0}

@@ -138,6 +138,19 @@ def _check(opts: RunOptions) -> None:
         raise BenchError(f"--address {opts.address}: only --executor ray connects to a cluster")
 
 
+def check_precisions(plan: Plan, device: str) -> None:
+    """Fail before any work when a schedule asks for a precision the cells' device lacks."""
+    if torch.device(device).type == "cuda":
+        return
+    for exp in plan.experiments:
+        schedules = [("train", exp.entry.train)] + [(name, s) for name, s in exp.sections.items()]
+        for name, s in schedules:
+            s = getattr(s, "train", s)
+            if getattr(s, "precision", None) == "fp16":
+                raise BenchError(f"experiments[{exp.index}].{name}: precision fp16 needs a CUDA device "
+                                 f"(the cells run on {device}); use bf16 on a CPU")
+
+
 def _workbench(plan: Plan, opts: RunOptions, cache: Cache) -> tuple[Workbench, RayExecutor | None, str]:
     """The run's workbench, its Ray executor (``--executor ray``) and the cells' device."""
     progress = Progress(opts.quiet)
@@ -181,6 +194,13 @@ def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:
     cache = Cache(opts.cache_dir or Path(opts.out) / "cache")
     ensure_writable(cache.root)
     bench, ray, device = _workbench(plan, opts, cache)
+    try:
+        check_precisions(plan, device)
+    except BenchError:
+        bench.close()
+        if ray is not None:
+            ray.close()
+        raise
     store, run_id, status, threads = None, uuid.uuid4().hex[:12], "failed", torch.get_num_threads()
     try:
         cells = bench.key_cells(plan.cells)

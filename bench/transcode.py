@@ -134,21 +134,29 @@ def _init_worker(run_pid: int) -> None:
 _WORKER_CODECS: dict[str, Codec] = {}
 
 
-def _worker_codec(name: str, params: dict[str, Any]) -> Codec:
-    key = json.dumps([name, params], sort_keys=True, default=str)
+def _worker_codec(name: str, params: dict[str, Any], device: str = "cpu") -> Codec:
+    key = json.dumps([name, params, device], sort_keys=True, default=str)
     if key not in _WORKER_CODECS:  # one instance per worker: a neural codec loads its weights once
         cls = CODECS.get(name)
-        _WORKER_CODECS[key] = cls(cls.Params(**params))
+        _WORKER_CODECS[key] = cls(cls.Params(**params)).to(device)
     return _WORKER_CODECS[key]
+
+
+def on_device(device: str, name: str, params: dict[str, Any], setting: int | Target,
+              images: Sequence[np.ndarray] | ImageFiles, identity: dict[str, Any] | None) -> ChunkResult:
+    """``_worker``'s chunk with the codec on ``device``: a neural codec's chunk on a GPU
+    worker of a cluster (one batch through its transforms there)."""
+    codec = _worker_codec(name, params, device)
+    images = materialize(images)
+    if isinstance(setting, Target):
+        return transcode_chunk_at_target(codec, setting, images, identity)
+    return transcode_chunk(codec, OperatingPoint(setting), images, identity)
 
 
 def _worker(name: str, params: dict[str, Any], setting: int | Target, images: Sequence[np.ndarray] | ImageFiles,
             identity: dict[str, Any] | None) -> ChunkResult:
-    codec = _worker_codec(name, params)
-    images = materialize(images)  # a file-backed chunk is read here, in the worker
-    if isinstance(setting, Target):
-        return transcode_chunk_at_target(codec, setting, images, identity)
-    return transcode_chunk(codec, OperatingPoint(setting), images, identity)
+    """A pool worker's chunk (a file-backed chunk is read here, in the worker)."""
+    return on_device("cpu", name, params, setting, images, identity)
 
 
 def _bpp_worker(name: str, params: dict[str, Any], quality: int,

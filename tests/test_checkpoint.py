@@ -127,3 +127,20 @@ def test_a_run_killed_during_a_finetune_resumes_from_its_last_epoch(tmp_path: Pa
     assert not any(checkpoints.glob("*.pt"))  # the finished weights superseded it
     assert Cache(out / "cache").has_model(saved.stem)
     pd.testing.assert_frame_equal(_table(out), _table(tmp_path / "clean"))
+
+
+def test_a_schedule_names_its_precision_and_a_device_that_lacks_it_fails_before_any_work(tmp_path: Path,
+                                                                                         capsys) -> None:
+    from bench.config import Schedule
+    from tests.helpers import bench
+
+    # fp32 leaves no trace in a schedule's dump: keys made before the field existed hold
+    assert "precision" not in Schedule(epochs=1, lr=0.1).model_dump()
+    assert Schedule(epochs=1, lr=0.1, precision="bf16").model_dump()["precision"] == "bf16"
+    grid = tiny_grid()
+    grid["experiments"][0]["finetune"]["precision"] = "fp16"
+    path = write_grid(tmp_path / "grid.yaml", grid)
+    assert bench("run", "--grid", path, "--out", tmp_path / "out", "--device", "cpu", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "experiments[0].finetune: precision fp16 needs a CUDA device" in err
+    assert not (tmp_path / "out" / "cache" / "transcode").exists()

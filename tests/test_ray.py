@@ -103,3 +103,47 @@ def test_ray_errors_name_the_option(tmp_path: Path, capsys: pytest.CaptureFixtur
         run(resolve(parse_grid(tiny_grid())), RunOptions(out=tmp_path / "o2", quiet=True, executor="ray",
                                                          device="cuda", workers=2))
     assert not ray.is_initialized()
+
+
+def test_neural_chunks_ask_for_a_gpu_share_when_the_cells_run_on_cuda() -> None:
+    """The routing of transcode chunks (a stand-in for Ray records what each task asks for;
+    a real GPU worker could not be tried here): with the cells on CUDA a neural codec's chunk
+    asks for a share of a GPU and runs with its codec there; a traditional codec's stays on a CPU."""
+    from concurrent.futures import Future
+
+    from bench.executors import GPU_SHARE, RayPool
+    from bench.transcode import _worker, on_device
+
+    asked: list[tuple[dict, tuple]] = []
+
+    class Ref:
+        def future(self) -> Future:
+            f: Future = Future()
+            f.set_result("done")
+            return f
+
+    class Remote:
+        def __init__(self, options: dict) -> None:
+            self.options = options
+
+        def remote(self, *args):
+            asked.append((self.options, args))
+            return Ref()
+
+    class FakeRay:
+        def remote(self, **options):
+            return lambda fn: Remote(options)
+
+        def cluster_resources(self) -> dict:
+            return {"CPU": 4, "GPU": 1}
+
+    chunk = ({"weights": "embedded"}, 1, [], None)
+    on_gpu = RayPool(FakeRay(), gpu=True)
+    assert on_gpu.submit(_worker, "bmshj2018-hyperprior", *chunk).result() == "done"
+    on_gpu.submit(_worker, "jpeg", {}, 50, [], None)
+    on_cpu = RayPool(FakeRay(), gpu=False)
+    on_cpu.submit(_worker, "bmshj2018-hyperprior", *chunk)
+    (neural_opts, neural_args), (jpeg_opts, jpeg_args), (cpu_opts, cpu_args) = asked
+    assert neural_opts["num_gpus"] == GPU_SHARE and neural_args[:3] == (on_device, "cuda", "bmshj2018-hyperprior")
+    assert "num_gpus" not in jpeg_opts and jpeg_args[:2] == (_worker, "jpeg")
+    assert "num_gpus" not in cpu_opts and cpu_args[0] is _worker
