@@ -12,3 +12,4 @@ DATASETS.register("photos", "bench.datasets.photos:Photos")
 __all__ = ["DATASETS", "Dataset", "ImageSet"]
 DATASETS.register("coco", "bench.datasets.coco:Coco")
 DATASETS.register("labelpng", "bench.datasets.labelpng:LabelPng")
+DATASETS.register("imagefolder", "bench.datasets.imagefolder:ImageFolder")

@@ -1,4 +1,14 @@
-"""Image classification: top-1 / top-5 accuracy (or agreement, on unlabelled photos)."""
+"""Image classification: top-1 / top-5 accuracy (or agreement, on unlabelled photos).
+
+A pretrained model that names its outputs (``output_classes``: ImageNet's WordNet ids) is
+scored in its own classes: each dataset label becomes the index of the model's class of the
+same name (``bench.tasks.detection.class_maps``), so top-1 and top-5 are over all of the
+model's classes, and finetuning (scenario C) trains those outputs. Every dataset class must
+have a counterpart; a dataset renames its classes to the model's names where they differ
+(``imagefolder``'s ``class_map``). A network trained here, and one scored without its pixel
+model (``model`` None: scenario D's, trained on the dataset's own labels), is in the
+dataset's classes.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.datasets.base import Dataset, ImageSet
-from bench.errors import DatasetError
+from bench.errors import BenchError, DatasetError
 from bench.models.base import Model
 from bench.tasks.base import Task
+from bench.tasks.detection import class_maps
 
 EVAL_BATCH = 64
 
@@ -39,18 +50,44 @@ def topk_hits(top: torch.Tensor, labels: torch.Tensor, k: int) -> int:
     return int((top[:, :k] == labels[:, None]).any(dim=1).sum())
 
 
+def model_labels(model: Model | None, classes: Sequence[str] | None, what: str) -> np.ndarray | None:
+    """Dataset label → the index of ``model``'s output class of the same name, or None when
+    the labels already are the network's indices: no model, a model trained here, a model
+    that does not name its outputs, or one whose classes are the dataset's. A dataset class
+    the model does not have is a ``BenchError`` naming it (``what`` names the dataset)."""
+    if model is None or not model.pretrained or not classes or not hasattr(model, "output_classes"):
+        return None
+    own = tuple(model.output_classes())
+    if own == tuple(classes):
+        return None
+    to_model = class_maps(model, classes, what)[1]
+    if to_model is not None and (missing := [c for c, m in zip(classes, to_model) if m < 0]):
+        more = f" (nor are {', '.join(missing[1:6])}{' ...' if len(missing) > 6 else ''})" if len(missing) > 1 else ""
+        raise BenchError(f"{what}: class {missing[0]!r}{more} is not one of model {model.name!r}'s {len(own)} "
+                         f"classes ({', '.join(own[:3])}, ...); classes are matched by name")
+    return to_model
+
+
 @dataclass(frozen=True)
 class ClassLabels:
     """What predictions are compared against; ``agreement`` when they are the model's
-    own top-1 predictions on the original images rather than dataset labels."""
+    own top-1 predictions on the original images rather than dataset labels, which are
+    labels into ``classes``."""
 
     labels: np.ndarray
     agreement: bool
+    classes: tuple[str, ...] | None = None
+
+    def for_model(self, model: Model | None, what: str = "dataset") -> np.ndarray:
+        """The labels as indices into the outputs of ``model``'s network (``model_labels``);
+        the model's own predictions as they are."""
+        to_model = None if self.agreement else model_labels(model, self.classes, what)
+        return self.labels if to_model is None else to_model[np.asarray(self.labels, dtype=np.int64)]
 
 
 class Classification(Task):
     name = "classification"
-    version = "1"
+    version = "2"  # 2: a pretrained model is scored in its own classes, matched by name
     description = "top-1/top-5 accuracy; on unlabelled photos, agreement with predictions on the originals"
 
     def metric_names(self, dataset: Dataset) -> tuple[str, ...]:
@@ -61,6 +98,13 @@ class Classification(Task):
         if not model.pretrained and not dataset.has_labels:
             problems.append(f"model {model.name!r} is trained from scratch and needs a labelled dataset, "
                             f"but {dataset.name!r} has no labels")
+        known = getattr(dataset, "known_classes", None)  # a dataset that can tell its classes before loading
+        classes = known() if dataset.has_labels and callable(known) else None
+        try:
+            model_labels(model, classes, f"dataset {dataset.name!r}")
+        except BenchError as exc:
+            renames = "class_map" in type(dataset.params).model_fields
+            problems.append(str(exc) + (" (or renamed by the dataset's class_map)" if renames else ""))
         return problems
 
     def build(self, model: Model, dataset: ImageSet) -> nn.Module:
@@ -68,7 +112,9 @@ class Classification(Task):
 
     def references(self, net: nn.Module, model: Model, originals: ImageSet, device: str) -> ClassLabels:
         if originals.labels is not None:
-            return ClassLabels(originals.labels, agreement=False)
+            refs = ClassLabels(originals.labels, agreement=False, classes=originals.classes)
+            refs.for_model(model, f"dataset {originals.dataset!r}")  # a class the model lacks fails here
+            return refs
         own = predict_topk(net, model, originals.images, device, k=1)[:, 0].numpy()
         return ClassLabels(own, agreement=True)
 
@@ -85,7 +131,7 @@ class Classification(Task):
     def score(self, predictions: Iterable[torch.Tensor], references: ClassLabels,
               model: Model | None = None) -> dict[str, float]:
         top = list(predictions)
-        labels = torch.as_tensor(references.labels, dtype=torch.long)
+        labels = torch.as_tensor(references.for_model(model), dtype=torch.long)
         n = len(labels)
         if len(top) != n:
             raise ValueError(f"{len(top)} predictions for {n} labels")
@@ -98,7 +144,8 @@ class Classification(Task):
     def training_targets(self, data: ImageSet, model: Model | None = None) -> torch.Tensor:
         if data.labels is None:
             raise DatasetError(f"dataset {data.dataset!r} ({data.split}) has no class labels to train on")
-        return torch.as_tensor(data.labels, dtype=torch.long)
+        labels = ClassLabels(data.labels, agreement=False, classes=data.classes)
+        return torch.as_tensor(labels.for_model(model, f"dataset {data.dataset!r}"), dtype=torch.long)
 
     def collate_targets(self, targets: list[torch.Tensor], frame: tuple[int, int]) -> torch.Tensor:
         return torch.stack(targets)
