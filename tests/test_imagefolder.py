@@ -74,7 +74,8 @@ def test_class_folders_read_as_torchvision_imagefolder(tmp_path: Path) -> None:
     val = ds.load("val")
     assert val.ids == ["val/cat/f.png", "val/dog/e.png"] and val.labels.tolist() == [0, 1]
     assert np.array_equal(val.images[1], np.asarray(Image.open(root / "val/dog/e.png").convert("RGB")))
-    assert ImageFolder(root=str(root), max_images=3).load("train").ids == train.ids[:3]
+    subset = ImageFolder(root=str(root), max_images=3).load("train")  # spread: both classes keep a share
+    assert subset.ids == [train.ids[0], train.ids[2], train.ids[3]] and subset.labels.tolist() == [0, 1, 1]
 
 
 def test_split_folders_and_class_order(tmp_path: Path) -> None:

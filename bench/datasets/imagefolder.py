@@ -41,7 +41,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -56,6 +56,14 @@ SPLITS = ("train", "val")
 Split = Literal["train", "val"]
 DEVKIT_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 KAGGLE_HEADER = ["ImageId", "PredictionString"]
+
+
+def spread(entries: list[Any], n: int | None) -> list[Any]:
+    """``n`` of ``entries`` spread evenly over their order (all when None or fewer): a
+    subset of class folders keeps every class's share."""
+    if n is None or n >= len(entries):
+        return entries
+    return [entries[int(i)] for i in np.unique(np.linspace(0, len(entries) - 1, n).round().astype(int))]
 
 
 class ImageFolderParams(DatasetParams):
@@ -74,8 +82,8 @@ class ImageFolderParams(DatasetParams):
     #: Dataset class name → the name a model knows it by.
     class_map: dict[str, str] | None = None
     class_map_file: str | None = None
-    #: Read only the first N images of each split in id order (in class folders: the first
-    #: classes'; in ImageNet's flat val folder: a mix); all when None.
+    #: Read N images of each split, spread evenly over its id order (every class keeps its
+    #: share: a training subset for scenario C); all when None.
     max_images: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
@@ -514,7 +522,7 @@ class ImageFolder(Dataset):
         if missing := self._missing():
             raise DatasetError(missing[0])
         order = self.class_order()
-        entries = self.split_source(split).entries()[: self.params.max_images]
+        entries = spread(self.split_source(split).entries(), self.params.max_images)
         root = self._root()
         ids = [(p.relative_to(root) if p.is_relative_to(root) else p).as_posix() for p, _ in entries]
         labels = np.array([order.label[name] for _, name in entries], dtype=np.int64)
