@@ -56,14 +56,26 @@ class Schedule(Strict):
     #: Mixed precision for the steps: ``bf16`` (CPU or CUDA) or ``fp16`` (CUDA, with a
     #: gradient scaler); none: fp32. Part of the weights' keys when set.
     precision: Literal["bf16", "fp16"] | None = None
+    #: A random resized crop of each training image before its flip (classification), as
+    #: torchvision's reference recipe: the crop's share of the image's area is drawn from
+    #: this range (``[0.08, 1.0]`` there) and its aspect ratio from 3/4..4/3, and the crop
+    #: is resized back to the image's size. None: flips only.
+    crop_scale: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _crop_range(self) -> Schedule:
+        if self.crop_scale is not None and not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"crop_scale {list(self.crop_scale)}: expected 0 < low <= high <= 1")
+        return self
 
     @model_serializer(mode="wrap")
-    def _without_fp32(self, handler: Any) -> dict[str, Any]:
-        """fp32 (no ``precision``) is left out of the dump: the keys of schedules written
-        before the field existed stay the same."""
+    def _without_defaults_added_later(self, handler: Any) -> dict[str, Any]:
+        """fp32 (no ``precision``) and no crop are left out of the dump: the keys of
+        schedules written before these fields existed stay the same."""
         out = handler(self)
-        if out.get("precision") is None:
-            out.pop("precision", None)
+        for name in ("precision", "crop_scale"):
+            if out.get(name) is None:
+                out.pop(name, None)
         return out
 
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from bench.codecs import CODECS, Codec, OperatingPoint
-from bench.config import CodecEntry, Experiment, Grid, format_validation_error
+from bench.config import CodecEntry, Experiment, Grid, Schedule, format_validation_error
 from bench.keys import cell_key, harness_parts, identity_key, reference_key, setting_identity
 from bench.datasets import DATASETS, Dataset
 from bench.errors import BenchError, ConfigError, UnknownNameError
@@ -275,7 +275,26 @@ def _resolve_experiment(
         problems.extend(f"{where}.scenarios ({scenario.name}): {p}" for p in scenario.problems(resolved))
     if len(set(entry.scenarios)) != len(entry.scenarios):
         problems.append(f"{where}.scenarios: repeated names {entry.scenarios}")
+    problems.extend(_crop_problems(resolved, where))
     return resolved
+
+
+def _crop_problems(exp: ResolvedExperiment, where: str) -> list[str]:
+    """A random resized crop is a pixel augmentation a task takes (``Task.augmentation``:
+    classification does): a task that does not, and scenario D's latents, are refused one."""
+    schedules = [("train", exp.entry.train)] + [(k, v) for k, v in exp.sections.items()]
+    out = []
+    for name, schedule in schedules:
+        on_latents = not isinstance(schedule, Schedule) and hasattr(schedule, "train")
+        schedule = getattr(schedule, "train", schedule) if on_latents else schedule
+        if getattr(schedule, "crop_scale", None) is None:
+            continue
+        if on_latents:
+            out.append(f"{where}.{name}.train.crop_scale: scenario D trains on latents, which are not cropped")
+        elif exp.task.augmentation(schedule) is None:
+            out.append(f"{where}.{name}.crop_scale: {exp.task.name} takes no random resized crops "
+                       "(it trains with flips only)")
+    return out
 
 
 def resolve(grid: Grid, source: str = "grid") -> Plan:

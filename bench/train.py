@@ -115,20 +115,24 @@ class TrainingSet(Dataset):
     and the task's target, mirrored together. Items are fetched one by one (in loader
     workers when there are any), so a source can read them lazily."""
 
-    def __init__(self, task: Task, source: Source, targets: Sequence[Any]) -> None:
+    def __init__(self, task: Task, source: Source, targets: Sequence[Any],
+                 augment: Callable[[Any, Any, int], tuple[Any, Any]] | None = None) -> None:
         if len(targets) != len(source):
             raise BenchError(f"{len(source)} training items but {len(targets)} targets")
-        self.task, self.source, self.targets = task, source, targets
+        self.task, self.source, self.targets, self.augment = task, source, targets, augment
 
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, key: tuple[int, bool]) -> tuple[int, bool, Any, Any]:
-        i, flip = key
+    def __getitem__(self, key: tuple[int, bool] | tuple[int, bool, int]) -> tuple[int, bool, Any, Any]:
+        i, flip, *seed = key
         target = self.targets[i]
         if flip:
             target = self.task.flip_target(target, self.source.width(i))
-        return i, flip, self.source.item(i, flip), target
+        item = self.source.item(i, flip)
+        if self.augment is not None:  # the item's own seed, drawn with the order: any worker, same result
+            item, target = self.augment(item, target, seed[0])
+        return i, flip, item, target
 
     def collate(self, items: list[tuple[int, bool, Any, Any]]) -> Batch:
         index = [it[0] for it in items]
@@ -139,10 +143,12 @@ class TrainingSet(Dataset):
 
 class FlipBatches(Sampler):
     """Batches of ``(index, flip)`` keys: each epoch a permutation, then per batch one coin
-    per item (heads with probability ``p``; no coins when ``p`` is 0), from one generator."""
+    per item (heads with probability ``p``; no coins when ``p`` is 0), from one generator;
+    with ``seeds``, each key also carries a seed for the item's own augmentation."""
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator, p: float = 0.5) -> None:
-        self.n, self.batch_size, self.generator, self.p = n, batch_size, generator, p
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator, p: float = 0.5,
+                 seeds: bool = False) -> None:
+        self.n, self.batch_size, self.generator, self.p, self.seeds = n, batch_size, generator, p, seeds
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
@@ -155,7 +161,11 @@ class FlipBatches(Sampler):
                 flips = (torch.rand(len(idx), generator=self.generator) < self.p).tolist()
             else:
                 flips = [False] * len(idx)
-            yield list(zip(idx, flips))
+            if self.seeds:
+                seeds = torch.randint(0, 2**62, (len(idx),), generator=self.generator).tolist()
+                yield list(zip(idx, flips, seeds))
+            else:
+                yield list(zip(idx, flips))
 
 
 # --- the loop -----------------------------------------------------------------------------
@@ -260,7 +270,8 @@ def fit(
     autocast(device, precision)  # a precision the device cannot run fails before any work
     order = torch.Generator().manual_seed(seed)
     workers = torch.Generator()
-    loader = DataLoader(data, batch_sampler=FlipBatches(len(data), schedule.batch_size, order, hflip),
+    batches = FlipBatches(len(data), schedule.batch_size, order, hflip, seeds=data.augment is not None)
+    loader = DataLoader(data, batch_sampler=batches,
                         collate_fn=data.collate, num_workers=num_workers, pin_memory=cuda, generator=workers)
     module.to(device).train()
     opt, sched = optimizer_for(module, schedule, len(data))
@@ -319,7 +330,8 @@ def train_on_images(task: Task, net: nn.Module, model: Any, images: Sequence[Any
     targets = task.training_targets(data, model)
     if len(targets) != len(images):
         raise BenchError(f"{len(images)} training images but {len(targets)} targets in {data.dataset!r}")
-    fit(net, TrainingSet(task, PixelSource(task, model, images), targets), lambda b: task_loss(task, net, b),
+    augment = task.augmentation(schedule)
+    fit(net, TrainingSet(task, PixelSource(task, model, images), targets, augment), lambda b: task_loss(task, net, b),
         schedule, seed, device, hflip=task.hflip, **loader_options(images, options))
 
 

@@ -144,3 +144,52 @@ def test_a_schedule_names_its_precision_and_a_device_that_lacks_it_fails_before_
     err = capsys.readouterr().err
     assert "experiments[0].finetune: precision fp16 needs a CUDA device" in err
     assert not (tmp_path / "out" / "cache" / "transcode").exists()
+
+
+def test_random_resized_crops_follow_torchvision_and_do_not_depend_on_the_workers() -> None:
+    """``crop_scale`` crops each training image as torchvision's RandomResizedCrop does
+    (the same box for the same seed), resized back to its size; the seeds are drawn with the
+    epoch's order, so loader workers give the weights of the one-process loop."""
+    import numpy as np
+    from PIL import Image
+    from torchvision.transforms import RandomResizedCrop
+    from torchvision.transforms import functional as TF
+
+    from bench.tasks.classification import resized_crop
+
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    torch.manual_seed(123)
+    box = RandomResizedCrop.get_params(Image.fromarray(image), [0.08, 1.0], [3 / 4, 4 / 3])
+    theirs = np.asarray(TF.resized_crop(Image.fromarray(image), *box, [40, 56]))
+    ours, label = resized_crop(image, 7, 123, (0.08, 1.0))
+    assert ours.shape == image.shape and label == 7 and np.array_equal(ours, theirs)
+    assert not np.array_equal(ours, image)
+
+    data = Shapes(n_train=48, n_val=8, size=32).load("train")
+    task, model = Classification(), TinyResNet(widths=[8, 16])
+    crop = Schedule(epochs=2, batch_size=16, lr=0.003, crop_scale=(0.5, 1.0))
+
+    def train(schedule: Schedule, workers: int) -> torch.nn.Module:
+        torch.manual_seed(0)
+        net = task.build(model, data)
+        train_on_images(task, net, model, data.images, data, schedule, 7, "cpu", num_workers=workers)
+        return net
+
+    cropped = train(crop, 0)
+    assert _same(cropped, train(crop, 2))
+    assert not _same(cropped, train(Schedule(epochs=2, batch_size=16, lr=0.003), 0))
+
+
+def test_crops_are_refused_where_a_task_or_scenario_cannot_take_them(tmp_path: Path, capsys) -> None:
+    from tests.helpers import bench
+
+    grid = tiny_grid()
+    exp = grid["experiments"][0]
+    exp.update(task="detection", model={"name": "tiny-centernet"}, scenarios=["A"], finetune=None)
+    exp["train"]["crop_scale"] = [0.08, 1.0]
+    assert bench("validate", "--grid", write_grid(tmp_path / "det.yaml", grid)) == 2
+    assert "experiments[0].train.crop_scale: detection takes no random resized crops" in capsys.readouterr().err
+    grid = tiny_grid()
+    grid["experiments"][0]["train"]["crop_scale"] = [0.6, 0.5]
+    assert bench("validate", "--grid", write_grid(tmp_path / "bad.yaml", grid)) == 2
+    assert "expected 0 < low <= high <= 1" in capsys.readouterr().err

@@ -11,7 +11,7 @@ outputs, batch by batch), then its ``score``: scenario D scores latents with the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -95,6 +95,14 @@ class Task(ABC):
     def training_targets(self, data: ImageSet, model: Model | None = None) -> Sequence[Any]:
         """One training target per image of ``data``, in the classes of ``model``'s network
         (None: the dataset's own). May compute each item when it is indexed."""
+
+    def augmentation(self, schedule: Schedule) -> Callable[[np.ndarray, Any, int], tuple[np.ndarray, Any]] | None:
+        """What a pixel training does to each image and its target besides the flip, as
+        ``(image, target, seed) → (image, target)`` with a seed of the item's own (drawn
+        with the epoch's order, so any loader worker gives the same result); None: nothing.
+        A grid whose schedule asks for an augmentation the task lacks (``crop_scale``) is
+        refused before any work. Here: flips only."""
+        return None
 
     def flip_target(self, target: Any, width: int) -> Any:
         """``target`` mirrored about a frame ``width`` image pixels wide (an image's width,

@@ -12,13 +12,18 @@ dataset's classes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
+
+from bench.config import Schedule
 
 from bench.datasets.base import Dataset, ImageSet
 from bench.errors import BenchError, DatasetError
@@ -43,6 +48,22 @@ def predict_topk(net: nn.Module, model: Model, images: Sequence[np.ndarray], dev
         x = model.preprocess(images[i : i + EVAL_BATCH]).to(device)
         out.append(_top(net(x), k))
     return torch.cat(out)
+
+
+def resized_crop(image: np.ndarray, target: Any, seed: int, scale: tuple[float, float],
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> tuple[np.ndarray, Any]:
+    """A random crop of ``image`` (torchvision's ``RandomResizedCrop.get_params``, drawn
+    from ``seed``) resized back to its size with bilinear interpolation; ``target`` unchanged."""
+    from torchvision.transforms import RandomResizedCrop
+    from torchvision.transforms import functional as TF
+
+    pil = Image.fromarray(image)
+    with torch.random.fork_rng(devices=[]):  # the item's seed, not the run's generator
+        torch.manual_seed(seed)
+        top, left, h, w = RandomResizedCrop.get_params(pil, list(scale), list(ratio))
+    out = TF.resized_crop(pil, top, left, h, w, [image.shape[0], image.shape[1]],
+                          interpolation=TF.InterpolationMode.BILINEAR)
+    return np.asarray(out), target
 
 
 def topk_hits(top: torch.Tensor, labels: torch.Tensor, k: int) -> int:
@@ -146,6 +167,13 @@ class Classification(Task):
             raise DatasetError(f"dataset {data.dataset!r} ({data.split}) has no class labels to train on")
         labels = ClassLabels(data.labels, agreement=False, classes=data.classes)
         return torch.as_tensor(labels.for_model(model, f"dataset {data.dataset!r}"), dtype=torch.long)
+
+    def augmentation(self, schedule: Schedule) -> Callable[[np.ndarray, Any, int], tuple[np.ndarray, Any]] | None:
+        """torchvision's random resized crop (``schedule.crop_scale``), resized back to the
+        image's size; the label stays."""
+        if schedule.crop_scale is None:
+            return None
+        return partial(resized_crop, scale=schedule.crop_scale)
 
     def collate_targets(self, targets: list[torch.Tensor], frame: tuple[int, int]) -> torch.Tensor:
         return torch.stack(targets)
