@@ -173,6 +173,7 @@ def _stages(bench: Workbench, ray: RayExecutor | None, cells: list[Cell], pendin
     """Transcode what the pending cells read, then compute the cells (here, or on Ray)."""
     if ray is None:
         _transcode_stage(bench, pending)
+        bench.transcodes.close()  # the pool's processes would sit idle (and in memory) through the cells
         torch.set_num_threads(cell_threads(opts))
         _evaluate_stage(bench, pending, store, run_id)
         return

@@ -18,6 +18,8 @@ from torch's global generator, which stays with the network (dropout, a codec's 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import math
 import os
 import uuid
@@ -238,6 +240,22 @@ def _resume(checkpoint: Checkpoint | None, module: nn.Module, parts: dict[str, A
     return checkpoint.resumed_at, list(state["records"])
 
 
+#: glibc's ``mallopt`` parameter for the size from which an allocation gets its own mapping.
+M_MMAP_THRESHOLD = -3
+
+
+def _worker_start(worker_id: int) -> None:
+    """In a loader worker: give every allocation of 1 MiB or more its own mapping, returned
+    to the system when freed. By default glibc raises that threshold as large blocks are
+    freed, and a worker that builds a batch tensor and hands it over in shared memory each
+    step then grows its heap without bound (measured: 1.3 GB after 150 batches of 32
+    192×144 images, against 17 MB with the threshold fixed)."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):  # not glibc: its allocator has no such setting
+        pass
+
+
 def fit(
     module: nn.Module,
     data: TrainingSet,
@@ -271,8 +289,8 @@ def fit(
     order = torch.Generator().manual_seed(seed)
     workers = torch.Generator()
     batches = FlipBatches(len(data), schedule.batch_size, order, hflip, seeds=data.augment is not None)
-    loader = DataLoader(data, batch_sampler=batches,
-                        collate_fn=data.collate, num_workers=num_workers, pin_memory=cuda, generator=workers)
+    loader = DataLoader(data, batch_sampler=batches, collate_fn=data.collate, num_workers=num_workers,
+                        pin_memory=cuda, generator=workers, worker_init_fn=_worker_start)
     module.to(device).train()
     opt, sched = optimizer_for(module, schedule, len(data))
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and precision is not None)
