@@ -230,3 +230,12 @@ def _no_network(*args: Any, **kwargs: Any) -> Any:
     import urllib.error
 
     raise urllib.error.URLError("no network")
+
+
+def test_a_checkpoint_path_under_home_is_expanded(monkeypatch, tmp_path) -> None:
+    from bench.models.pretrained import TorchvisionClassifier
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    model = TorchvisionClassifier(arch="resnet18", checkpoint="~/models/r18.pth")
+    assert model.params.checkpoint == str(tmp_path / "models" / "r18.pth")
+    assert str(tmp_path / "models" / "r18.pth") in model.unavailable_reason()

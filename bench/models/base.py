@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
 from bench.weights import WeightFile, missing_weights
@@ -16,6 +17,15 @@ from bench.weights import WeightFile, missing_weights
 
 class ModelParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _home(cls, data: Any) -> Any:
+        """``~`` in a ``checkpoint`` or ``config`` path is the user's home, as in a dataset's paths."""
+        if isinstance(data, dict):
+            data = {k: os.path.expanduser(v) if k in ("checkpoint", "config") and isinstance(v, str)
+                    and v.startswith("~") else v for k, v in data.items()}
+        return data
 
 
 class Model(ABC):
