@@ -106,11 +106,12 @@ def _sample(images: Any, n: int) -> list[np.ndarray]:
 
 
 def probe_codec(rc: ResolvedCodec, setting: int | Target, images: list[np.ndarray]) -> CodecProbe:
-    """``rc`` at ``setting`` on ``images``, timed here: a target is probed at a quality in
+    """``rc`` at ``setting`` on ``images``, timed here after one untimed image: a target is probed at a quality in
     the middle of the codec's range, its bytes taken from the target (a per-image search
     costs about log2(range) encodes per image)."""
     pixels = float(sum(im.shape[0] * im.shape[1] for im in images))
     quality = setting if isinstance(setting, int) else _middle(rc)
+    transcode_chunk(rc.codec, OperatingPoint(quality), images[:1])  # untimed: first-call set-up, weights loading
     t0 = time.perf_counter()
     result = transcode_chunk(rc.codec, OperatingPoint(quality), images)
     seconds = time.perf_counter() - t0
