@@ -42,6 +42,9 @@ from bench.workbench import Workbench
 
 #: Val images each codec and operating point is probed on, per experiment.
 SAMPLE = 8
+#: The largest batch a training probe takes (the per-image time of larger batches is
+#: taken to be the same: on a GPU it is usually lower, so the estimate errs long).
+PROBE_BATCH = 4
 #: Bytes a cache entry keeps per image besides its streams (offsets and per-image records),
 #: and per kept decoded image besides its pixels (its .npy header and zip entry): both as
 #: measured on entries of 30 and 60 images.
@@ -130,12 +133,13 @@ def _middle(rc: ResolvedCodec) -> int:
 
 def probe_training(exp: ResolvedExperiment, schedule: Schedule, device: str, built_for: Any, train: Any,
                    n: int) -> float:
-    """Seconds per image of one epoch of ``exp``'s training on ``device``: real steps of
-    the schedule's batch size on the first ``n`` train images, after one untimed batch."""
+    """Seconds per image of one epoch of ``exp``'s training on ``device``: real steps on
+    the first ``n`` train images in batches of the schedule's size, at most ``PROBE_BATCH``
+    (a detector's batch of 8 on a CPU takes tens of GB), after one untimed batch."""
     torch.manual_seed(0)
     net = exp.task.build(exp.model, built_for).to(device)
     head = _head(train, n)
-    batch = min(schedule.batch_size, n)
+    batch = min(schedule.batch_size, PROBE_BATCH, n)
     steps = Schedule(epochs=1, batch_size=batch, lr=schedule.lr)
     train_on_images(exp.task, net, exp.model, head.images[:batch], _head(head, batch), steps, 0, device)
     t0 = time.perf_counter()
@@ -149,7 +153,12 @@ def _head(data: Any, n: int) -> Any:
 
     return ImageSet(data.dataset, data.split, data.ids[:n], list(data.images[:n]),
                     labels=None if data.labels is None else data.labels[:n], classes=data.classes,
-                    targets={k: v[:n] for k, v in data.targets.items()})
+                    targets={k: _first(v, n, len(data)) for k, v in data.targets.items()})
+
+
+def _first(target: Any, n: int, length: int) -> Any:
+    """The first ``n`` of a per-image target; a target of the whole split (an ignore index) as it is."""
+    return target[:n] if isinstance(target, (list, tuple, np.ndarray)) and len(target) == length else target
 
 
 @torch.no_grad()
@@ -279,7 +288,7 @@ class Planner:
         if key not in self._train_probes:
             train = self.bench.splits.get(exp, "train")
             built_for = self.bench.splits.get(exp, "val") if exp.model.pretrained else train
-            n = min(len(train), max(2 * schedule.batch_size, 4 * self.sample))
+            n = min(len(train), 2 * min(schedule.batch_size, PROBE_BATCH))
             self._train_probes[key] = probe_training(exp, schedule, self.device, built_for, train, n)
         return self._train_probes[key]
 
