@@ -135,7 +135,7 @@ def test_ls_says_which_weights_a_neural_codec_can_use(capsys: pytest.CaptureFixt
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "ok  (weights: embedded, qualities 1, 2, 3, 4, 5, 6, 7; zoo weights not cached" in lines["bmshj2018-hyperprior"]
     assert "ok  (weights: embedded, qualities 1, 2, 3;" in lines["mbt2018-mean"]
-    assert "unavailable: zoo weights not cached: place the zoo files" in lines["bmshj2018-factorized"]
+    assert "unavailable: zoo weights not cached: none of the zoo files" in lines["bmshj2018-factorized"]
     assert lines["jpeg"].split()[1] == "ok"
 
 
