@@ -128,7 +128,6 @@ def test_offline_fetch_is_one_line_per_file(hub: Path, tmp_path: Path, monkeypat
 
 def test_zoo_codec_weights_are_checked_and_fetched(hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("compressai")
     import compressai.zoo
     from compressai.zoo.image import model_urls
 
@@ -156,7 +155,6 @@ def test_zoo_codec_weights_are_checked_and_fetched(hub: Path, tmp_path: Path, mo
 
 
 def test_a_rate_search_fetches_every_quality(hub: Path) -> None:
-    pytest.importorskip("compressai")
     from bench.config import Grid
     from bench.weights import grid_weight_files
 
