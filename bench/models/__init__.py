@@ -8,6 +8,8 @@ from bench.registry import Registry
 MODELS: Registry[type[Model]] = Registry("model", group="bench.models", validate=validate_model_class)
 MODELS.register("tiny-resnet", "bench.models.tiny:TinyResNet")
 MODELS.register("efficientnet-lite0", "bench.models.pretrained:EfficientNetLite0")
+MODELS.register("efficientnet-lite1", "bench.models.pretrained:EfficientNetLite1")
+MODELS.register("efficientnet-lite2", "bench.models.pretrained:EfficientNetLite2")
 MODELS.register("torchvision", "bench.models.pretrained:TorchvisionClassifier")
 
 __all__ = ["MODELS", "Model"]

