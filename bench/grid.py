@@ -62,6 +62,18 @@ class ResolvedExperiment:
             "seed": self.seed, "train": self.entry.train.model_dump() if self.entry.train else None,
         }
 
+    def schedules(self) -> list[tuple[str, Schedule, bool]]:
+        """Every training schedule of the experiment: (its place in the grid, the schedule,
+        whether it trains on latents), for A's ``train`` and each scenario section that is
+        a schedule or holds one as ``train`` (D's ``compressed_domain.train``)."""
+        out = [("train", self.entry.train, False)] if self.entry.train is not None else []
+        for name, section in self.sections.items():
+            if isinstance(section, Schedule):
+                out.append((name, section, False))
+            elif isinstance(getattr(section, "train", None), Schedule):
+                out.append((f"{name}.train", section.train, True))
+        return out
+
     def reference_key(self, train: dict[str, str] | None) -> str:
         """The scenario-A weights' key, from the train split's content (``bench.keys.split_content``)."""
         return reference_key(self.identity(), train or {})
@@ -282,15 +294,12 @@ def _resolve_experiment(
 def _crop_problems(exp: ResolvedExperiment, where: str) -> list[str]:
     """A random resized crop is a pixel augmentation a task takes (``Task.augmentation``:
     classification does): a task that does not, and scenario D's latents, are refused one."""
-    schedules = [("train", exp.entry.train)] + [(k, v) for k, v in exp.sections.items()]
     out = []
-    for name, schedule in schedules:
-        on_latents = not isinstance(schedule, Schedule) and hasattr(schedule, "train")
-        schedule = getattr(schedule, "train", schedule) if on_latents else schedule
-        if getattr(schedule, "crop_scale", None) is None:
+    for name, schedule, on_latents in exp.schedules():
+        if schedule.crop_scale is None:
             continue
         if on_latents:
-            out.append(f"{where}.{name}.train.crop_scale: scenario D trains on latents, which are not cropped")
+            out.append(f"{where}.{name}.crop_scale: scenario D trains on latents, which are not cropped")
         elif exp.task.augmentation(schedule) is None:
             out.append(f"{where}.{name}.crop_scale: {exp.task.name} takes no random resized crops "
                        "(it trains with flips only)")

@@ -220,7 +220,7 @@ class Planner:
 
     def splits(self, read_s: float) -> list[dict[str, Any]]:
         seen, out = set(), []
-        for (index, split), images in self.bench.splits._sets.items():
+        for (index, split), images in self.bench.splits.loaded().items():
             source = (self.plan.experiments[index].dataset.source(), split)
             if source in seen:
                 continue

@@ -143,10 +143,8 @@ def check_precisions(plan: Plan, device: str) -> None:
     if torch.device(device).type == "cuda":
         return
     for exp in plan.experiments:
-        schedules = [("train", exp.entry.train)] + [(name, s) for name, s in exp.sections.items()]
-        for name, s in schedules:
-            s = getattr(s, "train", s)
-            if getattr(s, "precision", None) == "fp16":
+        for name, schedule, _ in exp.schedules():
+            if schedule.precision == "fp16":
                 raise BenchError(f"experiments[{exp.index}].{name}: precision fp16 needs a CUDA device "
                                  f"(the cells run on {device}); use bf16 on a CPU")
 

@@ -82,6 +82,10 @@ class Splits:
             self.contents[key] = split_content(self.get(exp, split))
         return self.contents[key]
 
+    def loaded(self) -> dict[tuple[int, str], ImageSet]:
+        """Every split read so far, by (experiment index, split)."""
+        return dict(self._sets)
+
     def file_backed(self) -> dict[tuple[int, str], ImageSet]:
         return {k: v for k, v in self._sets.items() if isinstance(v.images, LazyImages)}
 
