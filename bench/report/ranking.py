@@ -58,10 +58,16 @@ def _deltas(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.nd
         return None, None, str(exc)
 
 
-def _point(r: pd.Series) -> tuple[Any, ...]:
+def operating_point(r: Any) -> tuple[Any, ...]:
     """An operating point, matched across scenarios: codec and quality or target."""
     target = None if pd.isna(r.target_bpp) else float(r.target_bpp)
     return (r.codec, None if target is not None or pd.isna(r.quality) else int(r.quality), target)
+
+
+def recovered_share(a: float, b: float, x: float) -> float | None:
+    """The share of B's drop from A that X (scenario C or D at B's operating point) recovers,
+    ``(X - B) / (A - B)``; None where B lost nothing."""
+    return (x - b) / (a - b) if a - b > 1e-9 else None
 
 
 def _recovery(group: pd.DataFrame, scenario: str, codec: str, reference: float | None) -> tuple[float, float]:
@@ -69,13 +75,12 @@ def _recovery(group: pd.DataFrame, scenario: str, codec: str, reference: float |
     recovers, ``(X - B) / (A - B)``, over the operating points both have with a drop."""
     if reference is None:
         return math.nan, math.nan
-    b = {_point(r): r.value for _, r in group[(group.scenario == "B") & (group.codec == codec)].iterrows()}
+    b = {operating_point(r): r.value for _, r in group[(group.scenario == "B") & (group.codec == codec)].iterrows()}
     drops = [reference - v for v in b.values()]
     if scenario == "B":
         return (float(np.mean(drops)) if drops else math.nan), math.nan
-    shares = [(r.value - b[p]) / (reference - b[p]) for _, r in
-              group[(group.scenario == scenario) & (group.codec == codec)].iterrows()
-              if (p := _point(r)) in b and reference - b[p] > 1e-9]
+    shares = [share for _, r in group[(group.scenario == scenario) & (group.codec == codec)].iterrows()
+              if (p := operating_point(r)) in b and (share := recovered_share(reference, b[p], r.value)) is not None]
     return (float(np.mean(drops)) if drops else math.nan), (float(np.mean(shares)) if shares else math.nan)
 
 
