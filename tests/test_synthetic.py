@@ -116,6 +116,13 @@ def fill_accuracy(data: ShapesSplit, images: np.ndarray, threshold: float) -> fl
     return float(((energy > threshold) == (data.labels % 2 == 1)).mean())
 
 
+def best_fill_accuracy(data: ShapesSplit, images: np.ndarray) -> float:
+    """The best any single stripe-energy threshold does on ``images``."""
+    energy = np.array([stripe_energy(img, m == c + 1) for img, m, c in zip(images, data.masks, data.labels)])
+    striped = data.labels % 2 == 1
+    return max(float(((energy > t) == striped).mean()) for t in np.unique(energy))
+
+
 def test_stripes_carry_high_frequency_energy(val200: ShapesSplit) -> None:
     energy = np.array(
         [
@@ -125,18 +132,21 @@ def test_stripes_carry_high_frequency_energy(val200: ShapesSplit) -> None:
     )
     striped = val200.labels % 2 == 1
     assert energy[striped].mean() > 20 * energy[~striped].mean()
-    assert fill_accuracy(val200, val200.images, threshold=20.0) >= 0.95
+    assert fill_accuracy(val200, val200.images, threshold=5.0) >= 0.95
 
 
-def test_low_rate_jpeg_erases_the_stripes(val200: ShapesSplit) -> None:
-    """The point of the dataset: fine texture is what a low-rate codec throws away."""
-
-    def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+@pytest.mark.parametrize("fmt, options", [("JPEG", {"quality": 20, "optimize": True}), ("WEBP", {"quality": 5})])
+def test_the_fill_survives_the_lowest_default_rates(val200: ShapesSplit, fmt: str, options: dict) -> None:
+    """The point of the dataset: at the default grid's lowest JPEG and WebP rates the class
+    is still in the pixels (a stripe-energy threshold fitted to the compressed images tells
+    the fill), so what a model loses there it can learn back (scenario C)."""
+    def coded(image: np.ndarray) -> np.ndarray:
         buf = io.BytesIO()
-        Image.fromarray(image).save(buf, "JPEG", quality=quality)
-        return np.asarray(Image.open(buf))
+        Image.fromarray(image).save(buf, fmt, **options)
+        return np.asarray(Image.open(buf).convert("RGB"))
 
-    high = np.stack([jpeg(img, 90) for img in val200.images])
-    low = np.stack([jpeg(img, 5) for img in val200.images])
-    assert fill_accuracy(val200, high, threshold=20.0) >= 0.95
-    assert fill_accuracy(val200, low, threshold=20.0) <= 0.7
+    low = np.stack([coded(img) for img in val200.images])
+    assert best_fill_accuracy(val200, low) >= 0.95
+    # ... while a blur that removes the stripes' band leaves chance: the measure can fail.
+    blurred = np.stack([ndimage.uniform_filter(img, (9, 9, 1)) for img in val200.images])
+    assert best_fill_accuracy(val200, blurred) <= 0.8

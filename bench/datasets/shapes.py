@@ -18,7 +18,7 @@ class ShapesParams(DatasetParams):
     seed: int = 0
     n_train: int = Field(default=2000, ge=1, le=1_000_000)
     n_val: int = Field(default=500, ge=1, le=1_000_000)
-    size: int = Field(default=64, ge=32, le=1024, multiple_of=8)
+    size: int = Field(default=128, ge=32, le=1024, multiple_of=8)
 
 
 class Shapes(Dataset):

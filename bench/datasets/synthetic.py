@@ -8,9 +8,8 @@ One dataset serves all three tasks, so the whole pipeline runs offline:
 - segmentation: a per-pixel map, 0 = background and ``c + 1`` for class ``c``.
 
 A class is a shape (circle, square, triangle, cross, ring) crossed with a fill (plain, or
-fine stripes with a period of 2.5–4 px at moderate contrast). Colours say nothing about the
-class. The stripes are what low-rate codecs blur away first, so compression costs accuracy
-here the way it does on natural images, and finetuning on compressed images wins part back.
+stripes with a period of 6–9 px at 128×128, at moderate contrast). Colours say nothing
+about the class. Lengths scale with the image (they are given for 128×128, the default).
 
 Scenes are textured backgrounds (gradients, band-limited 1/f noise, soft colour blotches,
 sometimes broad stripes), clutter (small blobs and thin lines, never labelled) and 1–3
@@ -30,7 +29,7 @@ import numpy as np
 import scipy.fft
 
 #: Bump when the generator's output changes, so cached results keyed on it are invalidated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring")
 FILLS: tuple[str, ...] = ("plain", "striped")
@@ -47,11 +46,15 @@ _UNIT_AREA = {
     "cross": 8.0 * _CROSS_HALF_WIDTH - 4.0 * _CROSS_HALF_WIDTH**2,
     "ring": np.pi * (1.0 - _RING_INNER**2),
 }
-_MAIN_AREA = (0.11, 0.24)  # fraction of the image
-_OTHER_AREA = (0.02, 0.05)
-_STRIPE_PERIOD = (2.5, 4.0)  # pixels
-_STRIPE_AMPLITUDE = (0.05, 0.11)  # of full scale, added to all channels (luma)
-_BACKGROUND_MAX_FREQ = 0.11  # cycles/pixel: background texture stays coarser than stripes
+_MAIN_AREA = (0.14, 0.28)  # fraction of the image
+_OTHER_AREA = (0.015, 0.04)
+_MAX_ROTATION = np.pi / 12  # shapes are drawn upright, turned by at most 15°
+#: Lengths below are in pixels of a 128×128 image and scale with the image size.
+_REFERENCE_SIZE = 128
+_STRIPE_PERIOD = (6.0, 9.0)  # pixels
+_STRIPE_AMPLITUDE = (0.08, 0.15)  # of full scale, added to all channels (luma)
+_GRAIN_AMPLITUDE = (0.025, 0.055)  # std of the background's fine grain, of full scale
+_BACKGROUND_MAX_FREQ = 7.0  # cycles per image: background texture stays coarser than stripes
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class ShapesSpec:
     seed: int = 0
     n_train: int = 2000
     n_val: int = 500
-    size: int = 64  # square images, size x size, a multiple of 8, at least 32
+    size: int = 128  # square images, size x size, a multiple of 8, at least 32
 
     def __post_init__(self) -> None:
         problems = []
@@ -206,7 +209,7 @@ def _make_object(rng: np.random.Generator, cls: int, area: float, size: int) -> 
     r = float(np.sqrt(area / _UNIT_AREA[shape]))
     lo, hi = r + 1.0, size - r - 1.0
     cx, cy = rng.uniform(lo, hi, 2) if hi > lo else (size / 2.0, size / 2.0)
-    theta = float(rng.uniform(0.0, 2.0 * np.pi))
+    theta = float(rng.uniform(-_MAX_ROTATION, _MAX_ROTATION))
     r0, r1 = max(int(cy - r) - 1, 0), min(int(cy + r) + 2, size)
     c0, c1 = max(int(cx - r) - 1, 0), min(int(cx + r) + 2, size)
     px = np.arange(c0, c1, dtype=np.float32)[None, :] + 0.5 - cx
@@ -266,7 +269,7 @@ def _paint(rng: np.random.Generator, img: np.ndarray, obj: _Object) -> None:
     shade = 1.0 + (gx * (px - obj.cx) + gy * (py - obj.cy)) / obj.r
     fill = colour * shade[..., None]
     if obj.striped:
-        period = rng.uniform(*_STRIPE_PERIOD)
+        period = rng.uniform(*_STRIPE_PERIOD) * img.shape[0] / _REFERENCE_SIZE
         angle, phase = rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
         amp = rng.uniform(*_STRIPE_AMPLITUDE)
         wave = np.sin((px * np.cos(angle) + py * np.sin(angle)) * (2 * np.pi / period) + phase)
@@ -292,7 +295,7 @@ def _noise_band(size: int) -> tuple[np.ndarray, np.ndarray]:
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.rfftfreq(size)[None, :]
     f = np.sqrt(fx * fx + fy * fy)
-    band = (f > 0) & (f <= _BACKGROUND_MAX_FREQ)
+    band = (f > 0) & (f <= _BACKGROUND_MAX_FREQ / size)
     return np.flatnonzero(band), f[band].astype(np.float32)
 
 
@@ -328,16 +331,26 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     img += rng.uniform(0.2, 0.9) * (blotches - img)
     # ... sometimes broad, noise-warped stripes ...
     if rng.random() < 0.35:
-        period = rng.uniform(9.0, 24.0) / size
+        period = rng.uniform(0.14, 0.375)  # of the image
         angle = rng.uniform(0, np.pi)
         warp = fields[k] * rng.uniform(0.0, 0.6) * period
         phase = (xx * np.cos(angle) + yy * np.sin(angle) + warp) * (2 * np.pi / period)
         wave = 0.5 + 0.5 * np.sin(phase)
         stripe = _random_colour(rng, (0.1, 0.8), (0.2, 0.95))
         img += (rng.uniform(0.2, 0.6) * wave)[..., None] * (stripe - img)
-    # ... and a little per-channel texture.
+    # ... a little per-channel texture ...
     img += np.moveaxis(fields[k + 1 :], 0, -1) * rng.uniform(0.01, 0.05)
+    # ... and fine grain, as sand, foliage or fabric have: what codecs spend most bits on.
+    img += _grain(rng, size)[..., None] * rng.uniform(*_GRAIN_AMPLITUDE)
     return img.astype(np.float32)
+
+
+def _grain(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Luma grain of unit std: white noise under a 3×3 binomial blur (about 1 px)."""
+    white = rng.standard_normal((size + 2, size + 2), dtype=np.float32)
+    rows = white[:-2] + 2 * white[1:-1] + white[2:]
+    blurred = rows[:, :-2] + 2 * rows[:, 1:-1] + rows[:, 2:]
+    return blurred * np.float32(1 / 6)  # the taps [1 2 1] x [1 2 1]: their squares sum to 36
 
 
 def _draw_clutter(rng: np.random.Generator, img: np.ndarray) -> None:

@@ -261,11 +261,20 @@ def feature_taps(net: nn.Module, strides: Sequence[int], size: int = 256) -> dic
             have = sorted({size // st.out_hw[0] for st in steps if st.out_hw[0] and size % st.out_hw[0] == 0})
             raise BenchError(f"knowledge transfer: the pixel model has no feature map at stride {s} "
                              f"(it has strides {', '.join(map(str, have))})")
-        # the outermost block finishing there (ResNet's layer2, not a ReLU inside it);
-        # 1×1 projections (an FPN's lateral convolutions) are not feature maps of their own
+        # the last block (a module with layers of its own) to finish there, as its outermost
+        # ancestor that also ends there: ResNet's layer2, not a ReLU inside it; the stage
+        # after a stem of the same stride, not the stem. Without blocks (VGG's flat
+        # features), the outermost layer. 1×1 projections (an FPN's lateral convolutions)
+        # are not feature maps of their own.
         at = [st for st in at if not (isinstance(st.module, nn.Conv2d) and st.module.kernel_size == (1, 1))] or at
-        depth = min(st.name.count(".") for st in at)
-        taps[s] = [st for st in at if st.name.count(".") == depth][-1].name
+        blocks = [st for st in at if next(st.module.children(), None) is not None]
+        if blocks:
+            last = blocks[-1].name
+            chain = [st for st in blocks if st.name == last or last.startswith(st.name + ".")]
+            taps[s] = min(chain, key=lambda st: st.name.count(".")).name
+        else:
+            depth = min(st.name.count(".") for st in at)
+            taps[s] = [st for st in at if st.name.count(".") == depth][-1].name
     return taps
 
 

@@ -19,7 +19,7 @@ import contextlib
 import functools
 import math
 from collections.abc import Sequence
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from torch import nn
 
 from bench.models.pretrained import TorchvisionWeights
 from bench.models.base import Model, ModelParams
-from bench.models.tiny import BasicBlock
+from bench.models.tiny import BasicBlock, stem
 
 Width = Annotated[int, Field(ge=1, le=1024)]
 
@@ -86,12 +86,13 @@ def stack_padded(images: Sequence[torch.Tensor] | torch.Tensor, multiple: int) -
 
 
 class TinyBackbone(nn.Module):
-    """Stem (stride 2), one basic block at stride 2, 4 and 8; a top-down merge to stride 4."""
+    """Stem (stride ``s`` = 2 or 4), one basic block at stride s, 2s and 4s; a top-down merge
+    to stride 2s."""
 
-    def __init__(self, widths: Sequence[int], neck: int) -> None:
+    def __init__(self, widths: Sequence[int], neck: int, stem_stride: int = 2) -> None:
         super().__init__()
         w1, w2, w3 = widths
-        self.stem = nn.Sequential(nn.Conv2d(3, w1, 3, 2, 1, bias=False), nn.BatchNorm2d(w1), nn.ReLU(inplace=True))
+        self.stem = stem(w1, stem_stride)
         self.stage1 = BasicBlock(w1, w1, 1)
         self.stage2 = BasicBlock(w1, w2, 2)
         self.stage3 = BasicBlock(w2, w3, 2)
@@ -99,7 +100,7 @@ class TinyBackbone(nn.Module):
         self.lateral3 = nn.Conv2d(w3, neck, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features at stride 2 (``w1`` channels) and at stride 4 (``neck`` channels)."""
+        """Features at the stem's stride (``w1`` channels) and at twice it (``neck`` channels)."""
         c1 = self.stage1(self.stem(x))
         c2 = self.stage2(c1)
         c3 = self.stage3(c2)
@@ -108,18 +109,18 @@ class TinyBackbone(nn.Module):
 
 
 class TinyCenterNetNet(nn.Module):
-    """CenterNet (Zhou et al. 2019, "Objects as Points") at output stride 4: a heatmap per
-    class, the box size and the sub-cell offset of the centre, all fully batched."""
-
-    stride = 4
+    """CenterNet (Zhou et al. 2019, "Objects as Points") at output stride twice the stem's:
+    a heatmap per class, the box size and the sub-cell offset of the centre, all fully
+    batched."""
 
     def __init__(self, num_classes: int, widths: Sequence[int], neck: int, max_detections: int,
-                 bf16: bool = True) -> None:
+                 bf16: bool = True, stem_stride: int = 2) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.bf16 = bf16
         self.max_detections = max_detections
-        self.backbone = TinyBackbone(widths, neck)
+        self.stride = 2 * stem_stride
+        self.backbone = TinyBackbone(widths, neck, stem_stride)
         self.head = nn.Sequential(
             nn.Conv2d(neck, neck, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(neck, num_classes + 4, 1)
         )
@@ -212,8 +213,10 @@ class TinyCenterNetNet(nn.Module):
 
 class TinyCenterNetParams(ModelParams):
     #: Channels of the stride-2, -4 and -8 stages.
-    widths: tuple[Width, Width, Width] = (24, 48, 96)
+    widths: tuple[Width, Width, Width] = (32, 64, 128)
     neck: int = Field(default=64, ge=4, le=1024)
+    #: Downsampling of the stem (the heatmap's stride is twice it): 4 for 128×128 images and up.
+    stem_stride: Literal[2, 4] = 4
     #: Detections kept per image (COCO counts up to 100).
     max_detections: int = Field(default=20, ge=1, le=1000)
     #: Train under bfloat16 autocast where the CPU has native bfloat16 (see ``cpu_bf16``).
@@ -222,15 +225,15 @@ class TinyCenterNetParams(ModelParams):
 
 class TinyCenterNet(Detector):
     name = "tiny-centernet"
-    version = "1"
-    description = "small CenterNet (stride 4) trained from scratch (scenario A) on the dataset's train split"
+    version = "2"
+    description = "small CenterNet (stride 8) trained from scratch (scenario A) on the dataset's train split"
     Params = TinyCenterNetParams
 
     def build(self, num_classes: int | None) -> nn.Module:
         if not num_classes:
             raise ValueError("tiny-centernet is trained from scratch and needs a dataset with box classes")
         p = self.params
-        return TinyCenterNetNet(num_classes, p.widths, p.neck, p.max_detections, p.bf16).to(memory_format=torch.channels_last)
+        return TinyCenterNetNet(num_classes, p.widths, p.neck, p.max_detections, p.bf16, p.stem_stride).to(memory_format=torch.channels_last)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()

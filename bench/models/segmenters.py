@@ -8,7 +8,7 @@ when ``preprocess`` resized the images.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -35,14 +35,15 @@ class Segmenter(Model):
 
 
 class TinyFCNNet(nn.Module):
-    """The tiny detector's backbone with a light decoder: a 3×3 convolution on the stride-4
-    features, upsampled and added to the projected stride-2 ones, per-pixel logits there,
-    upsampled ×2 (bilinear) to the input size."""
+    """The tiny detector's backbone with a light decoder: a 3×3 convolution on the merged
+    features (twice the stem's stride), upsampled and added to the projected stem-stride
+    ones, per-pixel logits there, upsampled (bilinear) to the input size."""
 
-    def __init__(self, num_classes: int, widths: Sequence[int], neck: int, bf16: bool = True) -> None:
+    def __init__(self, num_classes: int, widths: Sequence[int], neck: int, bf16: bool = True,
+                 stem_stride: int = 2) -> None:
         super().__init__()
         self.bf16 = bf16
-        self.backbone = TinyBackbone(widths, neck)
+        self.backbone = TinyBackbone(widths, neck, stem_stride)
         self.context = nn.Sequential(nn.Conv2d(neck, neck, 3, 1, 1, bias=False), nn.BatchNorm2d(neck), nn.ReLU(inplace=True))
         self.lateral1 = nn.Conv2d(widths[0], neck, 1)
         self.classify = nn.Conv2d(neck, num_classes, 1)
@@ -60,23 +61,25 @@ class TinyFCNNet(nn.Module):
 
 class TinyFCNParams(ModelParams):
     #: Channels of the stride-2, -4 and -8 stages.
-    widths: tuple[Width, Width, Width] = (24, 48, 96)
-    neck: int = Field(default=48, ge=4, le=1024)
+    widths: tuple[Width, Width, Width] = (32, 64, 128)
+    neck: int = Field(default=64, ge=4, le=1024)
+    #: Downsampling of the stem: 4 (two stride-2 convolutions) for 128×128 images and up.
+    stem_stride: Literal[2, 4] = 4
     #: Train under bfloat16 autocast where the CPU has native bfloat16 (``cpu_bf16``).
     bf16: bool = True
 
 
 class TinyFCN(Segmenter):
     name = "tiny-fcn"
-    version = "1"
-    description = "small FCN (stride-2 decoder) trained from scratch (scenario A) on the dataset's train split"
+    version = "2"
+    description = "small FCN (stem-stride decoder) trained from scratch (scenario A) on the dataset's train split"
     Params = TinyFCNParams
 
     def build(self, num_classes: int | None) -> nn.Module:
         if not num_classes:
             raise ValueError("tiny-fcn is trained from scratch and needs a dataset with mask classes")
         p = self.params
-        return TinyFCNNet(num_classes, p.widths, p.neck, p.bf16).to(memory_format=torch.channels_last)
+        return TinyFCNNet(num_classes, p.widths, p.neck, p.bf16, p.stem_stride).to(memory_format=torch.channels_last)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()

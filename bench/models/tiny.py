@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,13 +30,30 @@ class BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-class TinyResNetNet(nn.Module):
-    """Stem (stride 2) and three stages of one basic block each (strides 1, 2, 2)."""
+def stem(width: int, stride: int) -> nn.Sequential:
+    """3×3 convolutions at stride 2 (with batch norm and ReLU) down to ``stride``: one
+    (stride 2) or two (stride 4, the first at half the width), as in the ResNet-C stems."""
+    if stride not in STEM_STRIDES:
+        raise ValueError(f"stem stride must be one of {STEM_STRIDES}, got {stride}")
+    layers: list[nn.Module] = []
+    cin = 3
+    for i in range(STEM_STRIDES.index(stride) + 1):
+        cout = width if 2 ** (i + 1) == stride else width // 2
+        layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        cin = cout
+    return nn.Sequential(*layers)
 
-    def __init__(self, num_classes: int, widths: Sequence[int]) -> None:
+
+STEM_STRIDES = (2, 4)
+
+
+class TinyResNetNet(nn.Module):
+    """Stem (stride 2 or 4) and one basic block per width (strides 1, 2, 2, ...)."""
+
+    def __init__(self, num_classes: int, widths: Sequence[int], stem_stride: int = 2) -> None:
         super().__init__()
         w0 = widths[0]
-        self.stem = nn.Sequential(nn.Conv2d(3, w0, 3, 2, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True))
+        self.stem = stem(w0, stem_stride)
         stages, cin = [], w0
         for i, w in enumerate(widths):
             stages.append(BasicBlock(cin, w, 1 if i == 0 else 2))
@@ -48,12 +66,14 @@ class TinyResNetNet(nn.Module):
 
 
 class TinyResNetParams(ModelParams):
-    widths: tuple[int, ...] = Field(default=(24, 48, 96), min_length=1, max_length=6)
+    widths: tuple[int, ...] = Field(default=(32, 64, 128, 256), min_length=1, max_length=6)
+    #: Downsampling of the stem: 4 (two stride-2 convolutions) for 128×128 images and up.
+    stem_stride: Literal[2, 4] = 4
 
 
 class TinyResNet(Model):
     name = "tiny-resnet"
-    version = "1"
+    version = "2"
     task = "classification"
     description = "small ResNet trained from scratch (scenario A) on the dataset's train split"
     Params = TinyResNetParams
@@ -61,7 +81,7 @@ class TinyResNet(Model):
     def build(self, num_classes: int | None) -> nn.Module:
         if num_classes is None:
             raise ValueError("tiny-resnet is trained from scratch and needs a labelled dataset")
-        return TinyResNetNet(num_classes, self.params.widths).to(memory_format=torch.channels_last)
+        return TinyResNetNet(num_classes, self.params.widths, self.params.stem_stride).to(memory_format=torch.channels_last)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
