@@ -290,7 +290,8 @@ def fit(
     workers = torch.Generator()
     batches = FlipBatches(len(data), schedule.batch_size, order, hflip, seeds=data.augment is not None)
     loader = DataLoader(data, batch_sampler=batches, collate_fn=data.collate, num_workers=num_workers,
-                        pin_memory=cuda, generator=workers, worker_init_fn=_worker_start)
+                        pin_memory=cuda, generator=workers, worker_init_fn=_worker_start,
+                        persistent_workers=num_workers > 0)
     module.to(device).train()
     opt, sched = optimizer_for(module, schedule, len(data))
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and precision is not None)

@@ -7,6 +7,7 @@ import weakref
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -172,6 +173,7 @@ def test_scenario_d_streams_its_latents_through_loader_workers(tmp_path: Path, m
         return out
 
     monkeypatch.setattr(bench.domain.train.StreamLatents, "_inputs", tracked)
+    monkeypatch.setattr(bench.domain.train, "HOLD_LATENT_BYTES", 0)  # a split too large to hold
     n_train, n_val, batch = 192, 96, 16
     grid = {"name": "dstream", "codecs": [{"codec": "bmshj2018-hyperprior", "weights": "embedded", "qualities": [1]}],
             "experiments": [{"task": "classification",
@@ -189,3 +191,21 @@ def test_scenario_d_streams_its_latents_through_loader_workers(tmp_path: Path, m
     assert decoded_in_workers == 2 * n_train  # every training item, each epoch, one by one
     bound = max(LATENT_EVAL_BATCH, 2 * 2 * batch) + 2  # an eval batch, or a worker's prefetched batches
     assert max(peak for _, _, peak in events) <= bound < n_train
+
+
+def test_a_small_split_s_latents_are_decoded_once_and_held() -> None:
+    """Below ``HOLD_LATENT_BYTES`` the latents are entropy-decoded once, in batches, and held:
+    the same tensors a streaming read gives (ŷ is integers: exact), not decoded again per epoch."""
+    from bench.codecs import CODECS, OperatingPoint
+    from bench.datasets.synthetic import ShapesSpec, generate
+    from bench.domain.train import StreamLatents, stream_latents
+
+    cls = CODECS.get("bmshj2018-hyperprior")
+    codec = cls(cls.Params(weights="embedded"))
+    images = list(generate(ShapesSpec(n_train=0, n_val=5, size=64), "val").images)
+    streams = codec.encode(images, OperatingPoint(1))
+    held, splits = stream_latents(streams, codec, ["y_hat"], [(64, 64)] * 5)
+    assert isinstance(held.latents, list) and len(held.latents) == 5 and splits == [held.latents[0].shape[0]]
+    streamed = StreamLatents(streams, codec, ["y_hat"], splits)
+    for i in range(5):
+        assert torch.equal(held.latents[i], streamed[i])

@@ -258,11 +258,21 @@ class StreamLatents(Sequence[torch.Tensor]):
         return self._inputs(self.codec.latents([self.streams[i]]))[0]
 
 
+#: A split whose latents take at most this many bytes is entropy-decoded once and held
+#: (a few MB for thousands of small images): an epoch then does not decode it again. Larger
+#: splits stream (``StreamLatents``), decoded again each epoch in the loader's workers.
+HOLD_LATENT_BYTES = 256 * 2**20
+
+
 def stream_latents(streams: Sequence[bytes], codec: Any, inputs: Sequence[str],
                    sizes: Sequence[tuple[int, int]]) -> tuple[LatentSet, list[int]]:
-    """A split's latents read from its streams on use (``StreamLatents``; the first stream
-    is decoded now, for the parts' channel counts) and each part's channel count."""
+    """A split's latents and each part's channel count: read from its streams on use
+    (``StreamLatents``; the first stream is decoded now, for the parts' channel counts), or
+    decoded now in batches and held when they fit in ``HOLD_LATENT_BYTES``."""
     if not len(streams):
         raise BenchError("scenario D: no streams to read latents from")
-    _, splits = network_input(codec.latents([streams[0]])[0], inputs)
-    return LatentSet(StreamLatents(streams, codec, inputs, splits), [tuple(map(int, s)) for s in sizes]), splits
+    first, splits = network_input(codec.latents([streams[0]])[0], inputs)
+    latents: Sequence[torch.Tensor] = StreamLatents(streams, codec, inputs, splits)
+    if first.numel() * first.element_size() * len(streams) <= HOLD_LATENT_BYTES:
+        latents = [x for i in range(0, len(streams), EVAL_BATCH) for x in latents[i : i + EVAL_BATCH]]
+    return LatentSet(latents, [tuple(map(int, s)) for s in sizes]), splits
