@@ -54,7 +54,7 @@ def test_outputs_of_a_run(first_run) -> None:
     assert lb[lb.scenario == "A"].codec.unique().tolist() == ["none"]
     assert lb[lb.scenario != "A"].bpp.notna().all() and (lb.value.between(0, 1)).all()
     assert ((lb.metric == "top5") | (lb.metric == "top1")).all()
-    assert pd.read_parquet(folder / "leaderboard.parquet").equals(pd.read_csv(folder / "leaderboard.csv").astype(
+    assert pd.read_parquet(folder / "leaderboard.parquet").equals(pd.read_csv(folder / "leaderboard.csv", float_precision="round_trip").astype(
         pd.read_parquet(folder / "leaderboard.parquet").dtypes.to_dict()))
     ranking = pd.read_csv(folder / "ranking.csv")
     assert len(pd.read_parquet(folder / "ranking.parquet")) == len(ranking) > 0
