@@ -7,12 +7,6 @@ afterwards, also when a program fails. The programs are found through the ``bpge
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
-import re
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,52 +16,16 @@ import numpy as np
 from PIL import Image
 
 from bench.codecs.base import Codec, CodecParams, OperatingPoint
+from bench.codecs.programs import find_program, program_version, read_output, run_program
 from bench.errors import CodecError, ImageError
 from bench.images import decode_image_bytes, rgb8_problem
 
-#: Seconds one program run may take before it counts as hung.
-TIMEOUT_S = 600
 INSTALL_HINT = "install libbpg: see README"
 
 
-def find_program(explicit: str | None, env_var: str, default: str) -> str | None:
-    """Absolute path of the program named by a parameter, an environment variable or PATH."""
-    name = explicit or os.environ.get(env_var) or default
-    return shutil.which(name)
-
-
-@functools.lru_cache(maxsize=16)
-def program_version(bpgenc: str | None) -> str:
+def bpgenc_version(bpgenc: str | None) -> str:
     """``bpgenc-<version>`` from ``bpgenc -h``; a hash of the binary if it prints none."""
-    if bpgenc is None:
-        return "unavailable"
-    try:
-        done = subprocess.run(
-            [bpgenc, "-h"], capture_output=True, text=True, errors="replace", timeout=30, check=False
-        )
-        found = re.search(r"BPG Image Encoder version (\S+)", done.stdout + done.stderr)
-        if found:
-            return f"bpgenc-{found.group(1)}"
-        # No version printed: a hash of the binary still changes when the encoder does.
-        return f"bpgenc-sha256:{hashlib.sha256(Path(bpgenc).read_bytes()).hexdigest()[:16]}"
-    except (OSError, subprocess.SubprocessError):
-        return "bpgenc-unknown"
-
-
-def run_program(args: list[str]) -> None:
-    """Run one program (an argument list, never a shell); a ``CodecError`` if it fails."""
-    program = Path(args[0]).name
-    try:
-        done = subprocess.run(
-            args, capture_output=True, text=True, errors="replace", timeout=TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise CodecError(f"{program} did not finish within {TIMEOUT_S} s") from exc
-    except OSError as exc:
-        raise CodecError(f"{program} could not be started ({exc})") from exc
-    if done.returncode != 0:
-        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
-        raise CodecError(f"{program} exited {done.returncode}: {lines[-1]}")
+    return program_version(bpgenc, ("-h",), r"BPG Image Encoder version (\S+)", "bpgenc")
 
 
 class BPG(Codec):
@@ -85,7 +43,7 @@ class BPG(Codec):
     quality_meaning = "QP (lower is better)"
     quality_descending = True
     #: The version of the default ``bpgenc``; an instance reports the one it runs.
-    version = program_version(find_program(None, "BENCH_BPGENC", "bpgenc"))
+    version = bpgenc_version(find_program(None, "BENCH_BPGENC", "bpgenc"))
 
     def __init__(self, params: CodecParams | None = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
@@ -93,7 +51,7 @@ class BPG(Codec):
         self.bpgdec = find_program(self.params.bpgdec, "BENCH_BPGDEC", "bpgdec")
         # The version belongs to the program this instance runs, which the parameters or
         # the environment may choose, so it shadows the class attribute.
-        self.version = program_version(self.bpgenc)  # type: ignore[misc]
+        self.version = bpgenc_version(self.bpgenc)  # type: ignore[misc]
 
     def identity(self) -> dict[str, Any]:
         # Where the programs live is not what they produce: the version stands for them.
@@ -130,7 +88,7 @@ class BPG(Codec):
                     bpgenc, "-o", str(out), "-q", str(point.quality),
                     "-f", str(self.params.chroma), "-b", "8", str(png),
                 ])
-                streams.append(self._read_output(out, "bpgenc"))
+                streams.append(read_output(out, "bpgenc"))
         return streams
 
     def decode(self, streams: Sequence[bytes]) -> list[np.ndarray]:
@@ -145,17 +103,7 @@ class BPG(Codec):
                 src.write_bytes(stream)
                 run_program([bpgdec, "-o", str(png), str(src)])
                 try:
-                    images.append(decode_image_bytes(self._read_output(png, "bpgdec"), where, ("PNG",)))
+                    images.append(decode_image_bytes(read_output(png, "bpgdec"), where, ("PNG",)))
                 except ImageError as exc:
                     raise CodecError(str(exc)) from exc
         return images
-
-    @staticmethod
-    def _read_output(path: Path, program: str) -> bytes:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            data = b""
-        if not data:
-            raise CodecError(f"{program} exited 0 but wrote no output")
-        return data
