@@ -145,17 +145,35 @@ class CompressedDomain(Strict):
     variants: list[DomainVariant] = Field(default_factory=lambda: [DomainVariant()], min_length=1)
 
 
+class Reference(Strict):
+    """A published rate–distortion curve in CompressAI's results JSON layout (``name``,
+    ``results: {bpp, psnr-rgb, ms-ssim-rgb, ...}``), drawn beside the codecs' curves of a
+    fidelity experiment and ranked with them; it can be the grid's anchor."""
+
+    #: The JSON file (a path relative to the working directory, as dataset paths are).
+    file: str
+    #: Name in tables and plots; the file's ``name`` when omitted (unique among codec labels).
+    label: str | None = Field(default=None, pattern=r"^[^\s].*$")
+
+
 class Experiment(BaseModel):
     """One task × dataset × model and its scenarios. Keys beyond these fields are the
     scenarios' own sections (``finetune:`` for C, ``compressed_domain:`` for D), each
-    checked against its scenario's schema when the grid is resolved (``bench.grid``)."""
+    checked against its scenario's schema when the grid is resolved (``bench.grid``).
+
+    ``task: fidelity`` is a rate–distortion experiment: every codec's decoded images
+    against the originals (PSNR, MS-SSIM, coding times), no model, scenario B only."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     task: str
     dataset: DatasetEntry
-    model: ModelEntry
-    scenarios: list[str] = Field(min_length=1)
+    #: The network; none for ``task: fidelity``.
+    model: ModelEntry | None = None
+    #: ``[B]`` when omitted for ``task: fidelity``; required for every other task.
+    scenarios: list[str] | None = Field(default=None, min_length=1)
+    #: Published curves to compare with (``task: fidelity`` only).
+    references: list[Reference] = Field(default_factory=list)
     #: Codec labels this experiment uses; all of the grid's codecs when omitted.
     codecs: list[str] | None = None
     #: Scenario A's training (models trained from scratch); None for pretrained models.

@@ -251,7 +251,7 @@ class RayExecutor:
         seen: set[str] = set()
         for cell in pending:
             exp = cell.exp
-            if exp.model.pretrained:
+            if not exp.trains_reference:
                 continue
             key = bench.models.reference_key(exp)
             if key in seen:  # experiments sharing a scenario-A model train it once

@@ -12,7 +12,9 @@ from bench.config import CodecEntry, Experiment, Grid, Schedule, format_validati
 from bench.keys import cell_key, harness_parts, identity_key, reference_key, setting_identity
 from bench.datasets import DATASETS, Dataset
 from bench.errors import BenchError, ConfigError, UnknownNameError
+from bench.fidelity import FIDELITY, FidelityTask, RateDistortion
 from bench.models import MODELS, Model
+from bench.references import ReferenceCurve, load_reference
 from bench.ratecontrol import MAX_TARGET, Target
 from bench.registry import Registry, did_you_mean
 from bench.scenarios import SCENARIOS, Scenario
@@ -41,25 +43,37 @@ class ResolvedCodec:
 class ResolvedExperiment:
     index: int
     entry: Experiment
-    task: Task
+    #: The task; a ``FidelityTask`` for a rate–distortion experiment (``task: fidelity``).
+    task: Task | FidelityTask
     dataset: Dataset
-    model: Model
+    #: The network; None in a rate–distortion experiment.
+    model: Model | None
     scenarios: list[Scenario]
     codecs: list[ResolvedCodec]
     seed: int
     #: The scenarios' own settings, validated against their schemas, by section name.
     sections: dict[str, Any] = field(default_factory=dict)
+    #: Published curves to compare with (fidelity experiments), read when the grid was resolved.
+    references: list[ReferenceCurve] = field(default_factory=list)
 
     @property
     def model_label(self) -> str:
+        if self.model is None:
+            return ""
         arch = getattr(self.model.params, "arch", None)
         return f"{self.model.name}:{arch}" if arch else self.model.name
+
+    @property
+    def trains_reference(self) -> bool:
+        """Whether scenario A's model is trained here (on the train split) rather than pretrained."""
+        return self.model is not None and not self.model.pretrained
 
     def identity(self) -> dict[str, Any]:
         """What the experiment's scenario-A model depends on, besides the train split's content."""
         return {
-            "task": self.task.identity(), "model": self.model.identity(), "dataset": self.dataset.identity(),
-            "seed": self.seed, "train": self.entry.train.model_dump() if self.entry.train else None,
+            "task": self.task.identity(), "model": self.model.identity() if self.model is not None else None,
+            "dataset": self.dataset.identity(), "seed": self.seed,
+            "train": self.entry.train.model_dump() if self.entry.train else None,
         }
 
     def schedules(self) -> list[tuple[str, Schedule, bool]]:
@@ -88,7 +102,7 @@ class ResolvedExperiment:
         if rc is not None and setting is not None:
             ident.update({"codec": rc.identity, **setting_identity(setting)})
         # every split the cell reads: val, what its scenario reads coded, train when it or A trains
-        reads = {"val", *scenario.transcodes} | ({"train"} if scenario.trains or not self.model.pretrained else set())
+        reads = {"val", *scenario.transcodes} | ({"train"} if scenario.trains or self.trains_reference else set())
         splits = tuple(sorted(reads, key=lambda s: (s != "val", s)))
         target = setting if isinstance(setting, Target) else None
         return Cell(self, task=self.task.name, model=self.model_label, dataset=self.dataset.label(),
@@ -153,6 +167,16 @@ class Plan:
     cells: list[Cell]
     #: Where the grid came from (its file), for messages.
     source: str = "grid"
+
+    def record(self) -> dict[str, Any]:
+        """What a run's record keeps of the grid: the grid, and the content of the published
+        curves it names (the reports are drawn from the record, never from those files)."""
+        out = self.grid.model_dump(mode="json")
+        curves = [{"experiment": exp.index, "dataset": exp.dataset.label(), **ref.record()}
+                  for exp in self.experiments for ref in exp.references]
+        if curves:
+            out["reference_curves"] = curves
+        return out
 
 
 
@@ -253,23 +277,34 @@ def _resolve_experiment(
 ) -> ResolvedExperiment | None:
     where = f"experiments[{i}]"
     before = len(problems)
-    task_cls = _lookup(TASKS, entry.task, f"{where}.task", problems)
     ds_cls = _lookup(DATASETS, entry.dataset.name, f"{where}.dataset.name", problems)
-    model_cls = _lookup(MODELS, entry.model.name, f"{where}.model.name", problems)
-    scenarios = [_lookup(SCENARIOS, s, f"{where}.scenarios[{j}]", problems) for j, s in enumerate(entry.scenarios)]
-    sections = _sections(i, entry, [s for s in scenarios if s is not None], problems,
-                         unknown=None in scenarios)
     dataset = _instantiate(ds_cls, entry.dataset.params, f"{where}.dataset", problems) if ds_cls else None
-    model = _instantiate(model_cls, entry.model.params, f"{where}.model", problems) if model_cls else None
     if dataset is not None:
         problems.extend(f"{where}.dataset: {p}" for p in dataset.problems())
-    if model is not None and (why := model.unavailable_reason()) is not None:
-        problems.append(f"{where}.model ({model.name}): unavailable: {why}")
     labels = entry.codecs if entry.codecs is not None else list(codecs)
     for j, label in enumerate(labels):
         if label not in codecs:
             problems.append(f"{where}.codecs[{j}]: no codec labelled {label!r} in the grid.{did_you_mean(label, list(codecs))}")
-    if len(problems) > before or task_cls is None or dataset is None or model is None:
+    if entry.task == FIDELITY:
+        return _resolve_fidelity(i, entry, grid, dataset, [codecs.get(label) for label in labels], problems, before)
+    if entry.references:
+        problems.append(f"{where}.references: published curves are compared in a '{FIDELITY}' experiment "
+                        f"(task {entry.task!r} has rate–accuracy curves)")
+    task_cls = _lookup(TASKS, entry.task, f"{where}.task", problems)
+    if task_cls is None and did_you_mean(entry.task, [FIDELITY]):
+        problems[-1] += f" (or {FIDELITY!r}: rate–distortion only)"
+    if entry.model is None:
+        problems.append(f"{where}.model: required key is missing (task {entry.task!r} evaluates a model)")
+    if entry.scenarios is None:
+        problems.append(f"{where}.scenarios: required key is missing")
+    model_cls = _lookup(MODELS, entry.model.name, f"{where}.model.name", problems) if entry.model else None
+    scenarios = [_lookup(SCENARIOS, s, f"{where}.scenarios[{j}]", problems) for j, s in enumerate(entry.scenarios or [])]
+    sections = _sections(i, entry, [s for s in scenarios if s is not None], problems,
+                         unknown=None in scenarios)
+    model = _instantiate(model_cls, entry.model.params, f"{where}.model", problems) if model_cls and entry.model else None
+    if model is not None and (why := model.unavailable_reason()) is not None:
+        problems.append(f"{where}.model ({model.name}): unavailable: {why}")
+    if len(problems) > before or task_cls is None or dataset is None or model is None or entry.scenarios is None:
         return None
     task = task_cls()
     problems.extend(f"{where}: {p}" for p in task.problems(dataset, model))
@@ -289,6 +324,35 @@ def _resolve_experiment(
         problems.append(f"{where}.scenarios: repeated names {entry.scenarios}")
     problems.extend(_crop_problems(resolved, where))
     return resolved
+
+
+def _resolve_fidelity(i: int, entry: Experiment, grid: Grid, dataset: Dataset | None,
+                      codecs: list[ResolvedCodec | None], problems: list[str], before: int) -> ResolvedExperiment | None:
+    """A rate–distortion experiment: its dataset, codecs and published curves, no model."""
+    where = f"experiments[{i}]"
+    if entry.model is not None:
+        problems.append(f"{where}.model: a {FIDELITY} experiment measures the codecs alone (remove 'model')")
+    if entry.train is not None:
+        problems.append(f"{where}.train: a {FIDELITY} experiment trains nothing (remove 'train')")
+    if entry.scenarios is not None and entry.scenarios != ["B"]:
+        problems.append(f"{where}.scenarios: a {FIDELITY} experiment has scenario B only, the decoded images "
+                        f"(got {entry.scenarios})")
+    for key in entry.model_extra or {}:
+        problems.append(f"{where}.{key}: unknown key for a {FIDELITY} experiment."
+                        f"{did_you_mean(key, ['references', 'codecs', 'dataset', 'seed'])}")
+    references = []
+    for j, ref in enumerate(entry.references):
+        try:
+            references.append(load_reference(ref.file, ref.label))
+        except ConfigError as exc:
+            problems.extend(f"{where}.references[{j}]: {p}" for p in exc.problems)
+    if len(problems) > before or dataset is None:
+        return None
+    return ResolvedExperiment(
+        index=i, entry=entry, task=FidelityTask(), dataset=dataset, model=None, scenarios=[RateDistortion()],
+        codecs=[rc for rc in codecs if rc is not None], seed=entry.seed if entry.seed is not None else grid.seed,
+        references=references,
+    )
 
 
 def _crop_problems(exp: ResolvedExperiment, where: str) -> list[str]:
@@ -317,15 +381,25 @@ def resolve(grid: Grid, source: str = "grid") -> Plan:
             problems.append(f"codecs[{i}]: label {label!r} is used twice (set 'label:' to tell them apart)")
         elif rc is not None:
             codecs[label] = rc
-    anchor = grid.analysis.anchor
-    if anchor is not None and anchor not in [e.label or e.codec for e in grid.codecs]:
-        labels = [e.label or e.codec for e in grid.codecs]
-        problems.append(f"analysis.anchor: no codec labelled {anchor!r} in the grid.{did_you_mean(anchor, labels)}")
     experiments = []
     for i, entry in enumerate(grid.experiments):
         exp = _resolve_experiment(i, entry, grid, codecs, problems)
         if exp is not None:
             experiments.append(exp)
+    codec_labels = [e.label or e.codec for e in grid.codecs]
+    reference_labels = {ref.label for exp in experiments for ref in exp.references}
+    for exp in experiments:
+        seen_here: set[str] = set()
+        for j, ref in enumerate(exp.references):
+            if ref.label in codec_labels or ref.label in seen_here:
+                problems.append(f"experiments[{exp.index}].references[{j}]: label {ref.label!r} is used twice "
+                                "(set 'label:' to tell them apart)")
+            seen_here.add(ref.label)
+    anchor = grid.analysis.anchor
+    if anchor is not None and anchor not in codec_labels and anchor not in reference_labels:
+        labels = codec_labels + sorted(reference_labels)
+        problems.append(f"analysis.anchor: no codec or reference curve labelled {anchor!r} in the grid."
+                        f"{did_you_mean(anchor, labels)}")
     if problems:
         raise ConfigError(problems, source)
     cells = [c for exp in experiments for scenario in exp.scenarios for c in scenario.cells(exp)]

@@ -297,7 +297,7 @@ class Planner:
         out, refs = [], set()
         for cell in pending:
             exp = cell.exp
-            if not exp.model.pretrained and exp.index not in refs:
+            if exp.trains_reference and exp.index not in refs:
                 refs.add(exp.index)
                 if not self.cache.has_model(self.bench.models.reference_key(exp)):
                     out.append((exp, "A", exp.entry.train))
@@ -338,6 +338,8 @@ class Planner:
     def evaluation(self, pending: list[Cell]) -> Stage:
         rows: dict[tuple[int, str], dict[str, Any]] = defaultdict(dict)
         for cell in pending:
+            if cell.exp.model is None:
+                continue  # a fidelity cell's measurements are made by the transcode stage
             n = len(self.bench.splits.get(cell.exp, "val"))
             row = rows[(cell.exp.index, cell.scenario)]
             if not row:

@@ -208,7 +208,7 @@ def run(plan: Plan, opts: RunOptions) -> dict[str, Any]:
         pending = [c for c in cells if c.key not in done]
         bench.counters.cells_total, bench.counters.cells_skipped = len(cells), len(cells) - len(pending)
         bench.progress.say(f"run {plan.grid.name}: {len(cells)} cells, {len(pending)} to compute, device {device}")
-        store.begin_run(run_id, plan.grid.name, plan.grid.model_dump(mode="json"), [c.key for c in cells],
+        store.begin_run(run_id, plan.grid.name, plan.record(), [c.key for c in cells],
                         provenance(device, opts.argv))
         _stages(bench, ray, cells, pending, store, run_id, opts, device)
         status = "finished"

@@ -155,6 +155,8 @@ def grid_weight_files(grid: Grid, source: str = "grid") -> list[WeightFile]:
         for q in qualities + ([None] if targets else []):
             add(f"codecs[{i}] ({entry.codec})", functools.partial(codec.weight_files, q))
     for i, exp in enumerate(grid.experiments):
+        if exp.model is None:
+            continue
         model = plugin(MODELS, exp.model.name, exp.model.params, f"experiments[{i}].model")
         if model is not None:
             add(f"experiments[{i}].model ({exp.model.name})", model.weight_files)

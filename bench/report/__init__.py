@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -114,6 +116,38 @@ def write_costs(folder: Path, loaded: RunRows | None = None) -> Path | None:
     return path
 
 
+def write_compressai(folder: Path, loaded: RunRows | None = None) -> list[Path]:
+    """Each codec's rate–distortion curve per dataset in CompressAI's results JSON layout
+    (``compressai/<dataset>/<codec>.json``, ``bench.report.curves``): its B points. The
+    folder is replaced as a whole, so it never holds a curve of an earlier run."""
+    from bench.report.curves import compressai_curves
+
+    rows, last = loaded or load_rows(folder)
+    docs = compressai_curves(rows, last["grid"])
+    final = folder / "compressai"
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".compressai.tmp-"))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's is 0700
+        for (dataset, codec), doc in docs.items():
+            path = tmp / _file_name(dataset) / f"{_file_name(codec)}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(doc, indent=2) + "\n")
+        old = folder / f".compressai.old-{os.getpid()}"
+        if final.exists():
+            os.replace(final, old)
+        if docs:
+            os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [final / _file_name(d) / f"{_file_name(c)}.json" for d, c in docs]
+
+
+def _file_name(label: str) -> str:
+    """A label as a file name: path separators and other unsafe characters become ``-``."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", label).strip("-.") or "_"
+
+
 def load_samples(folder: Path) -> list[dict[str, Any]]:
     """The sample images the latest run's cells kept (for the visual grid)."""
     store = Store(folder / "results.sqlite")
@@ -126,8 +160,8 @@ def load_samples(folder: Path) -> list[dict[str, Any]]:
 
 def write_plots(folder: Path, loaded: RunRows | None = None,
                 samples: list[dict[str, Any]] | None = None) -> list[Path]:
-    rows = (loaded or load_rows(folder)).rows
-    return plot_all(rows, folder / "plots", load_samples(folder) if samples is None else samples)
+    rows, last = loaded or load_rows(folder)
+    return plot_all(rows, folder / "plots", load_samples(folder) if samples is None else samples, last["grid"])
 
 
 def write_outputs(folder: Path) -> None:
@@ -145,6 +179,7 @@ def write_outputs(folder: Path) -> None:
     write_ranking(folder, loaded)
     write_costs(folder, loaded)
     write_plots(folder, loaded, samples)
+    write_compressai(folder, loaded)
     write_report(folder, loaded)
 
 

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.fidelity import FIDELITY as FIDELITY_TASK  # noqa: E402
 from bench.report.leaderboard import leaderboard_frame  # noqa: E402
 
 STYLE = {"B": "--", "C": "-", "D": ":"}
@@ -95,20 +96,25 @@ FIDELITY = {"psnr": ("PSNR", "PSNR (dB, mean of per-image PSNR)"),
             "ms_ssim": ("MS-SSIM", "MS-SSIM (mean of per-image MS-SSIM)")}
 
 
-def rate_fidelity(df: pd.DataFrame, dataset: str, out: Path, y: str = "psnr") -> Path | None:
+def rate_fidelity(df: pd.DataFrame, dataset: str, out: Path, y: str = "psnr",
+                  published: dict[str, pd.DataFrame] | None = None) -> Path | None:
     """Rate–PSNR or rate–MS-SSIM of the codecs' B images (None where the metric is
-    undefined everywhere: MS-SSIM on images under 161 pixels)."""
+    undefined everywhere: MS-SSIM on images under 161 pixels), with the ``published``
+    reference curves of the dataset (by label) drawn dotted, without markers of their own."""
     sub = df[(df.dataset == dataset) & (df.scenario == "B") & df[y].notna()]
     sub = sub.drop_duplicates(["codec", "quality", "target_bpp"])
     if sub.empty:
         return None
     name, axis = FIDELITY[y]
-    colours = _colours(list(sub.codec.unique()))
+    refs = {label: g for label, g in (published or {}).items() if g[y].notna().any()}
+    colours = _colours(list(sub.codec.unique()) + list(refs))
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for codec, g in sub.groupby("codec"):
         g = g.sort_values("bpp")
         suffix, style = _rate_style(g)
         ax.plot(g.bpp, g[y], marker="o", ms=4, color=colours[codec], label=f"{codec}{suffix}", **style)
+    for label, g in refs.items():
+        ax.plot(g.bpp, g[y], marker="x", ms=4, ls=":", color=colours[label], label=f"{label} (published)")
     ax.set_xlabel("bpp (mean of per-image bpp)")
     ax.set_ylabel(axis)
     ax.set_title(f"rate–{name} · {dataset}")
@@ -170,15 +176,20 @@ def visual_grid(samples: list[dict[str, Any]], dataset: str, out: Path) -> Path 
     return _save(fig, out / f"visual_{_slug(dataset)}.png")
 
 
-def plot_all(rows: list[dict[str, Any]], out: Path, samples: list[dict[str, Any]] | None = None) -> list[Path]:
+def plot_all(rows: list[dict[str, Any]], out: Path, samples: list[dict[str, Any]] | None = None,
+             grid: dict[str, Any] | None = None) -> list[Path]:
+    """Every plot of a run's rows; ``grid`` is the run's record of its grid (its published curves)."""
+    from bench.report.ranking import reference_frames
+
     df = leaderboard_frame(rows)
     if df.empty:
         return []
-    paths = [rate_accuracy(df, *key, out) for key in df[["task", "model", "dataset"]].drop_duplicates().itertuples(index=False)]
+    published = reference_frames(grid or {})
+    tasks = df[df.task != FIDELITY_TASK][["task", "model", "dataset"]].drop_duplicates()
+    paths = [rate_accuracy(df, *key, out) for key in tasks.itertuples(index=False)]
     paths += [p for d in df[df.scenario == "B"].dataset.unique() for y in FIDELITY
-              if (p := rate_fidelity(df, d, out, y)) is not None]
-    paths += [p for key in df[["task", "model", "dataset"]].drop_duplicates().itertuples(index=False)
-              if (p := accuracy_psnr(df, *key, out)) is not None]
+              if (p := rate_fidelity(df, d, out, y, published.get(d))) is not None]
+    paths += [p for key in tasks.itertuples(index=False) if (p := accuracy_psnr(df, *key, out)) is not None]
     paths += [p for d in dict.fromkeys(s["dataset"] for s in samples or [])
               if (p := visual_grid(samples or [], d, out)) is not None]
     return paths

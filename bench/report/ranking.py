@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.fidelity import FIDELITY
 from bench.metrics.bd import BDResult, bd_metric, bd_per_item, bd_rate
 from bench.report.leaderboard import FLAG, FLOAT, INTEGER, TEXT, leaderboard_frame, typed
 
@@ -39,6 +40,19 @@ def anchor_of(grid: dict[str, Any]) -> str | None:
         return anchor
     codecs = grid.get("codecs") or []
     return (codecs[0].get("label") or codecs[0].get("codec")) if codecs else None
+
+
+def reference_frames(grid: dict[str, Any]) -> dict[str, dict[str, pd.DataFrame]]:
+    """The published curves a run's record holds (``Plan.record``), as B rows of their
+    dataset, by dataset and label: ``rate_source`` ``published``."""
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for rec in grid.get("reference_curves") or []:
+        ms_ssim = rec.get("ms_ssim") or [math.nan] * len(rec["bpp"])
+        out.setdefault(rec["dataset"], {})[rec["label"]] = pd.DataFrame({
+            "codec": rec["label"], "bpp": rec["bpp"], "psnr": rec["psnr"], "ms_ssim": ms_ssim,
+            "quality": pd.array([None] * len(rec["bpp"]), dtype="Int64"), "target_bpp": math.nan,
+            "rate_source": "published", "cell": None, "scenario": "B"})
+    return out
 
 
 def _curve(g: pd.DataFrame, y: str) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +142,13 @@ def _per_image(anchor: pd.DataFrame, g: pd.DataFrame, images: dict[str, Any], y:
             "_per_image_warnings": [f"per image: {w}" for w in rate.warnings]}
 
 
+def _rate_sources(g: pd.DataFrame | None) -> set[str]:
+    """Where a curve's rates come from; a published curve's are its bitstreams' too."""
+    if g is None:
+        return set()
+    return {"bitstream" if v == "published" else v for v in g.rate_source.dropna()}
+
+
 def _rank(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Lowest BD-rate first (the anchor at 0); codecs without a delta last."""
     order = sorted(records, key=lambda r: (not math.isfinite(r["bd_rate"]), r["bd_rate"], r["codec"]))
@@ -165,9 +186,10 @@ def _compare(curves: dict[str, pd.DataFrame], key: dict[str, Any], anchor: str, 
                          for name, d in (("BD-rate", rate), ("BD-metric", metric)) for w in d.warnings]
                 rec.update(bd_rate=rate.value, bd_metric=metric.value, overlap=rate.overlap,
                            warnings="; ".join(dict.fromkeys(notes)))
-        if base is not None and base is not g and set(base.rate_source.dropna()) != set(g.rate_source.dropna()):
+        sources = _rate_sources(base), _rate_sources(g) if base is not None else set()
+        if base is not None and base is not g and sources[0] != sources[1]:
             rec["warnings"] = "; ".join(filter(None, [rec["warnings"], "the curves' rates come from different "
-                                                      f"sources ({', '.join(sorted(set(base.rate_source.dropna()) | set(g.rate_source.dropna())))})"]))
+                                                      f"sources ({', '.join(sorted(sources[0] | sources[1]))})"]))
         if extra is not None:
             more = extra(codec, g)
             notes = more.pop("_per_image_warnings", [])
@@ -185,8 +207,9 @@ def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFr
     if df.empty or anchor is None:
         return typed(pd.DataFrame(columns=COLUMNS), DTYPES, FLOAT)
     records: list[dict[str, Any]] = []
-    for (task, model, dataset, seed, metric), group in df.groupby(["task", "model", "dataset", "seed", "metric"],
-                                                                  sort=False):
+    tasks = df[df.task != FIDELITY]  # a fidelity experiment's rows are ranked with the fidelity below
+    for (task, model, dataset, seed, metric), group in tasks.groupby(["task", "model", "dataset", "seed", "metric"],
+                                                                     sort=False):
         a = group[group.scenario == "A"].value
         reference = float(a.iloc[0]) if len(a) and pd.notna(a.iloc[0]) else None
         coded = group[(group.scenario != "A") & group.value.notna()]
@@ -204,8 +227,10 @@ def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFr
     b = df[df.scenario == "B"].drop_duplicates(["dataset", "seed", "codec", "quality", "target_bpp"])
     per_item = bool((grid.get("analysis") or {}).get("per_item"))
     images = {r["key"]: r["record"].get("per_image") for r in rows}
+    published = reference_frames(grid)
     for (dataset, seed), sub in b.groupby(["dataset", "seed"], sort=False):
         curves = {c: g for c, g in sub.groupby("codec")}
+        curves.update(published.get(dataset, {}))
         for y in ("psnr", "ms_ssim"):
             key = dict(task="fidelity", model="", dataset=dataset, seed=seed, scenario="B", metric=y)
 
