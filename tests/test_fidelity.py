@@ -159,3 +159,14 @@ def test_reference_files_are_checked(tmp_path: Path) -> None:
             parse_reference(doc)
     curve = parse_reference({"name": "x", "results": {"bpp": [0.4, 0.1], "psnr-rgb": [33.0, 28.0]}})
     assert curve.bpp == (0.1, 0.4) and curve.psnr == (28.0, 33.0) and curve.ms_ssim is None
+
+
+def test_the_markdown_report_has_a_rate_distortion_table(kodak_run: Path) -> None:
+    from bench.report.markdown import markdown_report
+
+    text = markdown_report(kodak_run)
+    assert "**rate–distortion · photos:kodak · seed 0** (24 images)" in text
+    board = pd.read_csv(kodak_run / "leaderboard.csv")
+    jpeg10 = board[(board.codec == "jpeg") & (board.quality == 10) & (board.metric == "psnr")].iloc[0]
+    assert f"| jpeg | 10 | {jpeg10.bpp:.4f} | {jpeg10.psnr:.2f} | {jpeg10.ms_ssim:.4f} |" in text
+    assert "| B | 1 | VTM | jpeg B |" in text

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.fidelity import FIDELITY
 from bench.report import load_rows
 from bench.report.leaderboard import SCENARIO_ORDER, cost_frame, leaderboard_frame
 from bench.report.ranking import operating_point, ranking_frame, recovered_share
@@ -73,7 +74,7 @@ def _grid_points(grid: dict[str, Any]) -> dict[tuple[Any, ...], int]:
 
 def _groups(frame: pd.DataFrame, grid: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], pd.DataFrame]]:
     """The (task, model, dataset, seed) groups in the order of the grid's experiments."""
-    place = {(e["task"], e["model"]["name"], e["dataset"]["name"]): i
+    place = {(e["task"], (e.get("model") or {}).get("name", ""), e["dataset"]["name"]): i
              for i, e in reversed(list(enumerate(grid.get("experiments") or [])))}
     groups = dict(list(frame.groupby(GROUP, sort=False)))
     for key in sorted(groups, key=lambda k: (place.get(k[:3], len(place)), *map(str, k))):
@@ -157,9 +158,36 @@ def _ranking_table(ranking: pd.DataFrame, key: tuple[Any, ...], primary: str) ->
     return _table(header, body)
 
 
+def fidelity_section(key: tuple[Any, ...], group: pd.DataFrame, ranking: pd.DataFrame, grid: dict[str, Any]) -> str:
+    """A rate–distortion experiment: each operating point's rate, PSNR, MS-SSIM and coding
+    times, then the ranking on PSNR (published reference curves among the codecs)."""
+    _, _, dataset, seed = key
+    label = f"rate–distortion · {dataset} · seed {seed}"
+    _check_one_per_point(group, label)
+    cells = group[group.metric == "psnr"]
+    order = _grid_points(grid)
+    body = []
+    for _, r in sorted(cells.iterrows(), key=lambda kv: (order.get(operating_point(kv[1]), len(order)), kv[1].bpp)):
+        body.append([_text(r.codec), _text(r.quality), _fixed(r.bpp, 4), _fixed(r.psnr, 2), _fixed(r.ms_ssim, 4)])
+    parts = [f"**{label}** ({int(group.n_images.max())} images): bpp, PSNR and MS-SSIM are means of per-image "
+             "values of the decoded images against the originals.",
+             _table(["codec", "quality", "bpp (mean per image)", "PSNR dB (mean per image)",
+                     "MS-SSIM (mean per image)"], body)]
+    ranked = _ranking_table(ranking, key, "psnr")
+    if ranked:
+        method = (grid.get("analysis") or {}).get("interpolation", "pchip")
+        parts.append(f"Ranking on PSNR (`ranking.csv`): BD-rate against the anchor's curve ({method} over log10 "
+                     "of the mean per-image bpp, on the overlapping range; negative = less rate for the same "
+                     "PSNR); published reference curves are ranked with the codecs.")
+        parts.append(ranked)
+    return "\n\n".join(parts)
+
+
 def group_section(key: tuple[Any, ...], group: pd.DataFrame, ranking: pd.DataFrame, grid: dict[str, Any]) -> str:
     """One (task, model, dataset, seed): A's metrics, the operating points' table and the ranking."""
     task, model, dataset, seed = key
+    if task == FIDELITY:
+        return fidelity_section(key, group, ranking, grid)
     label = f"{task} · {model} · {dataset} · seed {seed}"
     _check_one_per_point(group, label)
     metrics = list(dict.fromkeys(group.metric))  # the task's order: its primary metric first
