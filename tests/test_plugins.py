@@ -136,7 +136,7 @@ def bad_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_example_plugins_are_installed() -> None:
     from bench.tasks import TASKS
 
-    assert CODECS.origin("jpeg2000").startswith("distribution bench-jpeg2000 0.1.0")
+    assert CODECS.origin("jpeg2000-pillow").startswith("distribution bench-jpeg2000 0.1.0")
     assert TASKS.origin("balanced-classification").startswith("distribution bench-balanced 0.1.0")
     assert CODECS.broken() == {} and TASKS.broken() == {}
 
@@ -144,7 +144,7 @@ def test_example_plugins_are_installed() -> None:
 def test_example_codec_and_task_run_through_bench_run(tmp_path: Path) -> None:
     """JPEG 2000 and balanced accuracy through ``bench run``, over a pool of two workers
     (which rebuild the plugin codec by its name)."""
-    grid = small_grid([{"codec": "jpeg2000", "qualities": [25, 40]}, {"codec": "jpeg", "qualities": [50]}],
+    grid = small_grid([{"codec": "jpeg2000-pillow", "qualities": [25, 40]}, {"codec": "jpeg", "qualities": [50]}],
                       task="balanced-classification")
     path = write_grid(tmp_path / "g.yaml", grid)
     proc = bench_cli("run", "--grid", path, "--out", tmp_path / "out", "--quiet", "--workers", "2", cwd=tmp_path)
@@ -152,7 +152,7 @@ def test_example_codec_and_task_run_through_bench_run(tmp_path: Path) -> None:
     lb = pd.read_csv(tmp_path / "out" / "tiny" / "leaderboard.csv")
     assert set(lb.metric) == {"balanced_accuracy", "macro_f1"} and lb.value.between(0, 1).all()
     assert set(lb.task) == {"balanced-classification"}
-    j2k = lb[lb.codec == "jpeg2000"].sort_values("quality")
+    j2k = lb[lb.codec == "jpeg2000-pillow"].sort_values("quality")
     assert len(j2k) == 2 * 2 and j2k.quality.tolist() == [25, 25, 40, 40]
     low, high = j2k.groupby("quality").first().loc[[25, 40]].itertuples()
     assert 0 < low.bpp < high.bpp and low.psnr < high.psnr  # a real rate-distortion trade-off
@@ -176,7 +176,7 @@ def test_example_task_takes_part_in_scenario_d(tmp_path: Path) -> None:
 
 
 def test_example_codec_is_real_jpeg_2000(kodak_crop: np.ndarray) -> None:
-    codec = CODECS.get("jpeg2000")()
+    codec = CODECS.get("jpeg2000-pillow")()
     [stream] = codec.encode([kodak_crop], OperatingPoint(35))
     assert stream[:4] == b"\xff\x4f\xff\x51"  # SOC and SIZ markers: a JPEG 2000 codestream
     [decoded] = codec.decode([stream])
@@ -212,7 +212,7 @@ def test_ls_lists_every_plugin_with_what_is_wrong(bad_site: Path, tmp_path: Path
     assert rows["twin"] == ("broken: given twice, by distribution bench-twin-a 0.1 (entry point fake_codecs:Twin) "
                             "and by distribution bench-twin-b 2.0 (entry point fake_codecs:Twin); uninstall one")
     assert rows["needy"] == "ok  (needs model_path; quality (higher is better) 0..100; version 0.1)"
-    assert rows["webp"].startswith("ok") and rows["jpeg2000"].startswith("ok")
+    assert rows["webp"].startswith("ok") and rows["jpeg2000-pillow"].startswith("ok")
 
 
 @pytest.mark.parametrize("name, message", [
@@ -285,8 +285,8 @@ def test_an_exception_in_decode_names_the_codec_and_the_stream() -> None:
 
 
 def test_a_garbage_stream_to_the_example_codec_is_a_codec_error() -> None:
-    with pytest.raises(CodecError, match=r"^jpeg2000: decode failed on stream 0 of 1 \(20 bytes\): UnidentifiedImageError"):
-        CODECS.get("jpeg2000")().decode([b"not a j2k codestream"])
+    with pytest.raises(CodecError, match=r"^jpeg2000-pillow: decode failed on stream 0 of 1 \(20 bytes\): UnidentifiedImageError"):
+        CODECS.get("jpeg2000-pillow")().decode([b"not a j2k codestream"])
 
 
 @pytest.mark.parametrize("images, message", [

@@ -1,9 +1,10 @@
 """JPEG 2000 as a bench codec: OpenJPEG through Pillow, the quality knob a target PSNR in dB.
 
-A complete third-party codec: a ``Codec`` subclass with its metadata, its parameters, and
-``encode``/``decode``. bench's base class checks their input and output and turns any
-exception they raise (Pillow's on a garbage stream, say) into a one-line ``CodecError``
-naming the codec and the image, so the codec itself does not catch anything.
+bench's own ``jpeg2000`` codec goes through imagecodecs; this one, ``jpeg2000-pillow``, is
+an example of a complete third-party codec: a ``Codec`` subclass with its metadata, its
+parameters, and ``encode``/``decode``. bench's base class checks their input and output and
+turns any exception they raise (Pillow's on a garbage stream, say) into a one-line
+``CodecError`` naming the codec and the image, so the codec itself does not catch anything.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class JPEG2000(Codec):
         #: "9/7": the irreversible (lossy) wavelet of JPEG 2000; "5/3": the reversible one.
         wavelet: Literal["9/7", "5/3"] = "9/7"
 
-    name = "jpeg2000"
+    name = "jpeg2000-pillow"
     # the plugin's version and the library's: both decide the bytes, so both are in the cache key
     version = f"bench-jpeg2000-{__version__}+pillow-{PIL.__version__}+openjpeg-{_openjpeg()}"
     quality_range = (20, 55)
