@@ -204,6 +204,9 @@ class Analysis(Strict):
     #: Also the fidelity deltas per image (each image's own rate–PSNR and rate–MS-SSIM
     #: curves), averaged over the images, beside those of the mean curves.
     per_item: bool = False
+    #: The level of every bootstrap interval over the val images (leaderboard ``ci_low`` /
+    #: ``ci_high``; ranking's BD-rate and BD-metric intervals and ``significant``).
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
 
 
 class Grid(Strict):

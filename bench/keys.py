@@ -52,8 +52,9 @@ HARNESS: dict[str, int] = {
     "rate_control": 1,
     #: the training loop and its schedules (bench/train.py)
     "train": 1,
-    #: the metrics a cell reports (bench/metrics/detection.py, bench/metrics/segmentation.py)
-    "evaluate": 1,
+    #: the metrics a cell reports and their bootstrap replicates (bench/metrics/detection.py,
+    #: bench/metrics/segmentation.py, bench/metrics/bootstrap.py); 2: replicates stored
+    "evaluate": 2,
 }
 
 
@@ -63,7 +64,7 @@ HARNESS_SOURCES: dict[str, tuple[str, ...]] = {
     "transcode": ("transcode.py", "metrics/fidelity.py", "metrics/rate.py", "images.py"),
     "rate_control": ("ratecontrol.py",),
     "train": ("train.py",),
-    "evaluate": ("metrics/detection.py", "metrics/segmentation.py"),
+    "evaluate": ("metrics/detection.py", "metrics/segmentation.py", "metrics/bootstrap.py"),
 }
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.cache import Transcoded
+from bench.metrics.bootstrap import Scores
 
 if TYPE_CHECKING:
     from bench.datasets.base import ImageSet
@@ -50,12 +51,14 @@ def cell_row(cell: Cell, metrics: dict[str, float], transcoded: Transcoded | Non
         "target_bpp": cell.target.bpp if cell.target is not None else None,
         "bpp": rate.get("bpp"), "bpp_total": rate.get("bpp_total"), "psnr": rate.get("psnr"),
         "ms_ssim": rate.get("ms_ssim"), "rate_source": rate.get("rate_source"), "n_images": n_images,
-        "metrics": metrics,
+        "metrics": dict(metrics),
         "record": {"device": device, "workers": workers,
                    "encode_s_mean": rate.get("encode_s_mean"), "decode_s_mean": rate.get("decode_s_mean")},
     }
     if control is not None:
         row["record"]["rate_control"] = control
+    if isinstance(metrics, Scores) and (replicates := metrics.record()) is not None:
+        row["record"]["bootstrap"] = replicates  # the metrics' intervals (bench.metrics.bootstrap)
     if transcoded is not None:  # for per-image Bjøntegaard deltas (analysis.per_item)
         row["record"]["per_image"] = {
             "bpp": [round(float(v), 6) for v in transcoded.bpp], "psnr": [round(float(v), 4) for v in transcoded.psnr],

@@ -21,6 +21,7 @@ from bench.config import Schedule
 from bench.datasets.base import ImageSet
 from bench.domain.adapt import LATENT_STRIDE, FeatureRecorder, transfer_loss
 from bench.errors import BenchError
+from bench.metrics.bootstrap import Scores
 from bench.models.base import Model
 from bench.tasks import Task, as_task
 from bench.train import Batch, TrainingSet, fit, loader_options, task_loss
@@ -172,7 +173,7 @@ def train_latent(task: Task | str, net: nn.Module, lat: LatentSet, data: ImageSe
 
 
 @torch.no_grad()
-def evaluate_latent(task: Task | str, net: nn.Module, lat: LatentSet, references: Any, device: str) -> dict[str, float]:
+def evaluate_latent(task: Task | str, net: nn.Module, lat: LatentSet, references: Any, device: str) -> Scores:
     """The task's metrics (its own ``score``) of ``net`` on the latents, against the
     scenario-A references."""
     task = as_task(task)
@@ -185,7 +186,7 @@ def evaluate_latent(task: Task | str, net: nn.Module, lat: LatentSet, references
             sizes = [lat.sizes[i] for i in idx]
             yield from task.predictions(net(x, sizes), sizes, frame_of(x))
 
-    return task.score(predictions(), references)
+    return task.scores(predictions(), references)
 
 
 def network_input(lat: Any, inputs: Sequence[str]) -> tuple[torch.Tensor, list[int]]:

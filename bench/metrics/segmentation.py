@@ -10,8 +10,11 @@ nowhere. Pixel accuracy (mmseg's ``aAcc``) is correct pixels over all non-ignore
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+
+from bench.metrics.bootstrap import ItemScores
 
 
 def confusion_matrix(truth: np.ndarray, prediction: np.ndarray, num_classes: int,
@@ -49,3 +52,46 @@ def segmentation_scores(confusion: np.ndarray) -> dict[str, float]:
     c = confusion.shape[0]
     return {"mIoU": float(np.nanmean(class_iou(confusion))),
             "pixel_acc": float(np.trace(confusion[:, :c]) / total)}
+
+
+def segmentation_scores_batch(confusions: np.ndarray) -> dict[str, np.ndarray]:
+    """``segmentation_scores`` of each of ``(b, C, C + 1)`` confusion matrices, as ``(b,)`` arrays."""
+    confusions = np.asarray(confusions, dtype=np.float64)
+    c = confusions.shape[1]
+    inter = np.diagonal(confusions[:, :, :c], axis1=1, axis2=2)
+    union = confusions.sum(axis=2) + confusions[:, :, :c].sum(axis=1) - inter
+    total = confusions.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, inter / union, np.nan)
+        present = np.isfinite(iou).sum(axis=1)
+        miou = np.where(present > 0, np.nansum(iou, axis=1) / np.maximum(present, 1), np.nan)
+        acc = inter.sum(axis=1) / total
+    return {"mIoU": np.where(total > 0, miou, np.nan), "pixel_acc": np.where(total > 0, acc, np.nan)}
+
+
+class ImageConfusions(ItemScores):
+    """Each image's confusion matrix (sparse: an image holds a few classes): the dataset's
+    matrix is their sum, a resampled set's their weighted sum."""
+
+    def __init__(self, rows: list[Any], num_classes: int) -> None:
+        """``rows``: each image's ``row(confusion_matrix(...))``, in image order."""
+        from scipy import sparse
+
+        self.n, self.c = len(rows), num_classes
+        width = num_classes * (num_classes + 1)
+        self.matrix = sparse.vstack(rows, format="csr") if rows else sparse.csr_matrix((0, width))
+
+    @staticmethod
+    def row(confusion: np.ndarray) -> Any:
+        """One image's confusion matrix as a sparse row (what is held per image)."""
+        from scipy import sparse
+
+        return sparse.csr_matrix(confusion.reshape(1, -1))
+
+    def metrics(self) -> dict[str, float]:
+        total = np.asarray(self.matrix.sum(axis=0)).reshape(self.c, self.c + 1).astype(np.int64)
+        return segmentation_scores(total)
+
+    def resample(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        summed = np.asarray(self.matrix.T.dot(weights.T.astype(np.float64)).T)
+        return segmentation_scores_batch(summed.reshape(len(weights), self.c, self.c + 1))

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from bench.errors import BenchError
 from bench.report.leaderboard import cost_frame, leaderboard_frame
 from bench.report.plots import plot_all
-from bench.report.ranking import ranking_frame
+from bench.report.ranking import confidence_of, ranking_frame
 from bench.store import Store
 
 
@@ -87,9 +87,9 @@ def atomic_write_parquet(path: Path, frame: Any) -> None:
 
 def write_leaderboard(folder: Path, loaded: RunRows | None = None) -> Path:
     """``leaderboard.csv`` and ``.parquet``: every cell's metrics with rate and fidelity."""
-    rows = (loaded or load_rows(folder)).rows
+    rows, last = loaded or load_rows(folder)
     path = folder / "leaderboard.csv"
-    frame = leaderboard_frame(rows)
+    frame = leaderboard_frame(rows, confidence_of(last["grid"]))
     atomic_write_text(path, frame.to_csv(index=False))
     atomic_write_parquet(path.with_suffix(".parquet"), frame)
     return path

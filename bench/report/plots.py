@@ -63,11 +63,22 @@ def _task_metrics(sub: pd.DataFrame) -> list[str]:
     return [m for m in dict.fromkeys(sub.metric) if sub[sub.metric == m].value.notna().any()]
 
 
+def _band(ax: Any, g: pd.DataFrame, x: str, colour: Any) -> None:
+    """The curve's bootstrap interval (``ci_low`` .. ``ci_high``) as a shaded band."""
+    g = g[g.ci_low.notna() & g.ci_high.notna()]
+    if len(g):
+        ax.fill_between(g[x].to_numpy(float), g.ci_low.to_numpy(float), g.ci_high.to_numpy(float),
+                        color=colour, alpha=0.15, lw=0)
+
+
 def _scenario_panel(ax: Any, m: pd.DataFrame, x: str, colours: dict[str, Any], title: str) -> None:
     """One metric against ``x`` (bpp or psnr): A a horizontal line, one curve per scenario
-    and codec, styled by scenario (D variants told apart by marker)."""
+    and codec, styled by scenario (D variants told apart by marker), each with its
+    bootstrap interval as a band."""
     for _, a in m[m.scenario == "A"].iterrows():
         ax.axhline(a.value, color="black", lw=1.2, label="A (original)")
+        if pd.notna(a.ci_low) and pd.notna(a.ci_high):
+            ax.axhspan(a.ci_low, a.ci_high, color="black", alpha=0.08, lw=0)
     variants = sorted(v for v in m.scenario.unique() if v.startswith("D"))
     markers = {v: D_MARKERS[i % len(D_MARKERS)] for i, v in enumerate(variants)}
     for (scenario, codec), g in m[(m.scenario != "A") & m[x].notna()].groupby(["scenario", "codec"]):
@@ -75,6 +86,7 @@ def _scenario_panel(ax: Any, m: pd.DataFrame, x: str, colours: dict[str, Any], t
         suffix, style = _rate_style(g) if x == "bpp" else ("", {})
         ax.plot(g[x], g.value, STYLE.get(scenario[0], "-."), marker=markers.get(scenario, "o"), ms=4,
                 color=colours[codec], label=f"{codec} {scenario}{suffix}", **style)
+        _band(ax, g, x, colours[codec])
     ax.set_xlabel("bpp (mean of per-image bpp)" if x == "bpp" else "PSNR (dB, mean of per-image PSNR)")
     ax.set_ylabel(m.metric.iloc[0])
     ax.set_title(title)
@@ -113,6 +125,9 @@ def rate_fidelity(df: pd.DataFrame, dataset: str, out: Path, y: str = "psnr",
         g = g.sort_values("bpp")
         suffix, style = _rate_style(g)
         ax.plot(g.bpp, g[y], marker="o", ms=4, color=colours[codec], label=f"{codec}{suffix}", **style)
+    own = df[(df.dataset == dataset) & (df.task == FIDELITY_TASK) & (df.metric == y)]
+    for codec, g in own.groupby("codec"):  # a fidelity experiment's rows carry the intervals
+        _band(ax, g.sort_values("bpp"), "bpp", colours[codec])
     for label, g in refs.items():
         ax.plot(g.bpp, g[y], marker="x", ms=4, ls=":", color=colours[label], label=f"{label} (published)")
     ax.set_xlabel("bpp (mean of per-image bpp)")

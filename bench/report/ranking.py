@@ -20,17 +20,24 @@ import numpy as np
 import pandas as pd
 
 from bench.fidelity import FIDELITY
-from bench.metrics.bd import BDResult, bd_metric, bd_per_item, bd_rate
-from bench.report.leaderboard import FLAG, FLOAT, INTEGER, TEXT, leaderboard_frame, typed
+from bench.metrics.bd import BDResult, bd_batch, bd_metric, bd_per_item, bd_rate
+from bench.metrics.bootstrap import REPLICATES, interval, resampled, weighted_means
+from bench.report.leaderboard import FLAG, FLOAT, INTEGER, TEXT, leaderboard_frame, metric_replicates, typed
 
 KEYS = ["task", "model", "dataset", "seed", "scenario", "metric"]
-COLUMNS = KEYS + ["rank", "codec", "anchor", "bd_rate", "bd_metric", "overlap", "points", "monotonic",
+COLUMNS = KEYS + ["rank", "codec", "anchor", "bd_rate", "bd_rate_ci_low", "bd_rate_ci_high", "significant",
+                  "bd_metric", "bd_metric_ci_low", "bd_metric_ci_high", "overlap", "points", "monotonic",
                   "drop_from_A", "recovered_share", "warnings"]
 #: With ``analysis.per_item``, the fidelity rows' deltas per image, averaged.
 PER_IMAGE = ["bd_rate_per_image", "bd_metric_per_image", "per_image_items"]
 #: Column types (the values at target rates, ``value@0.5bpp`` and the like, are floats).
 DTYPES = {**{k: TEXT for k in KEYS}, "seed": INTEGER, "rank": INTEGER, "codec": TEXT, "anchor": TEXT,
-          "points": INTEGER, "monotonic": FLAG, "per_image_items": INTEGER, "warnings": TEXT}
+          "points": INTEGER, "monotonic": FLAG, "significant": FLAG, "per_image_items": INTEGER, "warnings": TEXT}
+
+
+def confidence_of(grid: dict[str, Any]) -> float:
+    """The level of the run's bootstrap intervals (``analysis.confidence``; 0.95)."""
+    return float((grid.get("analysis") or {}).get("confidence", 0.95))
 
 
 def anchor_of(grid: dict[str, Any]) -> str | None:
@@ -157,9 +164,77 @@ def _rank(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return order
 
 
+class Replicates:
+    """The bootstrap replicates of a run's curves (``bench.metrics.bootstrap``): per
+    operating point, its mean per-image bpp and its metric in each resampled val set —
+    the same draws for every cell on one split, so two codecs' deltas are paired."""
+
+    def __init__(self, rows: list[dict[str, Any]], confidence: float) -> None:
+        self.rows = {r["key"]: r for r in rows}
+        self.confidence = confidence
+        self._memo: dict[tuple[str, str], np.ndarray | None] = {}
+
+    def _per_image_means(self, cell: str, name: str) -> np.ndarray | None:
+        values = ((self.rows[cell].get("record") or {}).get("per_image") or {}).get(name)
+        if values is None:
+            return None
+        arr = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+        return resampled(len(arr), lambda w: {name: weighted_means(arr, w)})[name]
+
+    def of(self, cell: Any, name: str) -> np.ndarray | None:
+        """``(REPLICATES,)`` values of ``name`` (bpp, psnr, ms_ssim or a task metric) at ``cell``."""
+        if not isinstance(cell, str) or cell not in self.rows:
+            return None
+        if (cell, name) not in self._memo:
+            row = self.rows[cell]
+            if name in ("bpp", "psnr", "ms_ssim"):
+                self._memo[(cell, name)] = self._per_image_means(cell, name)
+            else:
+                self._memo[(cell, name)] = metric_replicates(row, name)
+        return self._memo[(cell, name)]
+
+    def curve(self, g: pd.DataFrame, y: str, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The curve's points in every replicate, ``(B, k)`` rates and metrics; a published
+        curve's points are the same in every replicate. None: a point has no replicates."""
+        g = g[g.bpp.notna() & g[y].notna()].sort_values("bpp").drop_duplicates("bpp")
+        rates, metrics = [], []
+        for r in g.itertuples():
+            if r.rate_source == "published":
+                rates.append(np.full(REPLICATES, r.bpp))
+                metrics.append(np.full(REPLICATES, getattr(r, y)))
+                continue
+            rate, value = self.of(r.cell, "bpp"), self.of(r.cell, metric if y == "value" else y)
+            if rate is None or value is None:
+                return None
+            rates.append(rate)
+            metrics.append(value)
+        return (np.stack(rates, axis=1), np.stack(metrics, axis=1)) if rates else None
+
+    def deltas(self, base: pd.DataFrame, g: pd.DataFrame, y: str, metric: str, method: str) -> dict[str, Any]:
+        """The intervals of BD-rate and BD-metric, and whether BD-rate's excludes 0."""
+        a, t = self.curve(base, y, metric), self.curve(g, y, metric)
+        if a is None or t is None:
+            return {}
+        rate, value = bd_batch(*a, *t, method=method)
+        out: dict[str, Any] = {}
+        for name, values in (("bd_rate", rate), ("bd_metric", value)):
+            finite = values[np.isfinite(values)]
+            if len(finite) < MIN_DEFINED * len(values):
+                return {"_interval_warning": f"{len(values) - len(finite)} of {len(values)} bootstrap replicates "
+                                             "have no delta: no interval"}
+            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = interval(finite, self.confidence)
+        out["significant"] = not (out["bd_rate_ci_low"] <= 0 <= out["bd_rate_ci_high"])
+        return out
+
+
+#: The share of a delta's bootstrap replicates that must be defined for it to get an interval.
+MIN_DEFINED = 0.95
+
+
 def _compare(curves: dict[str, pd.DataFrame], key: dict[str, Any], anchor: str, fallback: pd.DataFrame | None,
-             y: str, method: str, extra: Any = None) -> list[dict[str, Any]]:
-    """One record per codec curve: its deltas against the anchor's curve."""
+             y: str, method: str, extra: Any = None, replicates: Replicates | None = None) -> list[dict[str, Any]]:
+    """One record per codec curve: its deltas against the anchor's curve, with their
+    bootstrap intervals where the cells hold replicates."""
     base = curves.get(anchor)
     anchor_name = f"{anchor} {key['scenario']}"
     if base is None and fallback is not None:
@@ -186,6 +261,11 @@ def _compare(curves: dict[str, pd.DataFrame], key: dict[str, Any], anchor: str, 
                          for name, d in (("BD-rate", rate), ("BD-metric", metric)) for w in d.warnings]
                 rec.update(bd_rate=rate.value, bd_metric=metric.value, overlap=rate.overlap,
                            warnings="; ".join(dict.fromkeys(notes)))
+                if replicates is not None:
+                    ci = replicates.deltas(base, g, y, key["metric"], method)
+                    if (note := ci.pop("_interval_warning", None)) is not None:
+                        rec["warnings"] = "; ".join(filter(None, [rec["warnings"], note]))
+                    rec.update(ci)
         sources = _rate_sources(base), _rate_sources(g) if base is not None else set()
         if base is not None and base is not g and sources[0] != sources[1]:
             rec["warnings"] = "; ".join(filter(None, [rec["warnings"], "the curves' rates come from different "
@@ -201,9 +281,11 @@ def _compare(curves: dict[str, pd.DataFrame], key: dict[str, Any], anchor: str, 
 
 def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFrame:
     """The ranking table (long format: one row per codec and group, ``rank`` 1 best)."""
-    df = leaderboard_frame(rows)
+    confidence = confidence_of(grid)
+    df = leaderboard_frame(rows, confidence)
     anchor = anchor_of(grid)
     method = (grid.get("analysis") or {}).get("interpolation", "pchip")
+    replicates = Replicates(rows, confidence)
     if df.empty or anchor is None:
         return typed(pd.DataFrame(columns=COLUMNS), DTYPES, FLOAT)
     records: list[dict[str, Any]] = []
@@ -223,7 +305,8 @@ def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFr
                 return {"drop_from_A": drop, "recovered_share": share, **_at_targets(g)}
 
             key = dict(task=task, model=model, dataset=dataset, seed=seed, scenario=scenario, metric=metric)
-            records += _compare(curves, key, anchor, b_anchor if len(b_anchor) else None, "value", method, extra)
+            records += _compare(curves, key, anchor, b_anchor if len(b_anchor) else None, "value", method, extra,
+                                replicates)
     b = df[df.scenario == "B"].drop_duplicates(["dataset", "seed", "codec", "quality", "target_bpp"])
     per_item = bool((grid.get("analysis") or {}).get("per_item"))
     images = {r["key"]: r["record"].get("per_image") for r in rows}
@@ -240,7 +323,7 @@ def ranking_frame(rows: list[dict[str, Any]], grid: dict[str, Any]) -> pd.DataFr
                     out.update(_per_image(curves[anchor], g, images, y, method))
                 return out
 
-            records += _compare(curves, key, anchor, None, y, method, extra)
+            records += _compare(curves, key, anchor, None, y, method, extra, replicates)
     out = pd.DataFrame.from_records(records)
     targets = sorted({c for c in out.columns if "@" in c}, key=lambda c: (float(c.split("@")[1][:-3]), c[0] != "v"))
     first = [c for c in COLUMNS if c != "warnings"]

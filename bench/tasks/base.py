@@ -20,6 +20,7 @@ from torch import nn
 
 from bench.config import Schedule
 from bench.datasets.base import Dataset, ImageSet, image_shapes
+from bench.metrics.bootstrap import ItemScores, Scores
 from bench.models.base import Model
 from bench.train import to_device, train_on_images
 
@@ -72,6 +73,20 @@ class Task(ABC):
         ``model`` is the pixel model whose classes the predictions are in (None: the
         dataset's own classes, as a network built for the dataset has)."""
 
+    def score_items(self, predictions: Iterable[Any], references: Any,
+                    model: Model | None = None) -> ItemScores | None:
+        """The per-image statistics behind ``score`` (``bench.metrics.bootstrap``): its
+        metrics on the whole set and on resampled sets, for bootstrap intervals. None (the
+        default): the task's metrics get no intervals."""
+        return None
+
+    def scores(self, predictions: Iterable[Any], references: Any, model: Model | None = None) -> Scores:
+        """``score``'s metrics with their bootstrap replicates, where the task has ``score_items``."""
+        if type(self).score_items is Task.score_items:
+            return Scores(self.score(predictions, references, model))
+        items = self.score_items(predictions, references, model)
+        return Scores.of(items) if items is not None else Scores(self.score(predictions, references, model))
+
     @torch.no_grad()
     def predict(self, net: nn.Module, model: Model, images: Sequence[np.ndarray], device: str) -> Iterator[Any]:
         """Per-image predictions of the pixel network ``net`` on ``images``: runs of
@@ -85,9 +100,9 @@ class Task(ABC):
 
     def evaluate(
         self, net: nn.Module, model: Model, images: Sequence[np.ndarray], references: Any, device: str
-    ) -> dict[str, float]:
-        """Metrics of ``net`` on ``images`` against ``references``."""
-        return self.score(self.predict(net, model, images, device), references, model)
+    ) -> Scores:
+        """Metrics of ``net`` on ``images`` against ``references``, with their bootstrap replicates."""
+        return self.scores(self.predict(net, model, images, device), references, model)
 
     # -- training: targets, their mirror and batches, the loss --------------------------------
 

@@ -27,6 +27,7 @@ from bench.config import Schedule
 
 from bench.datasets.base import Dataset, ImageSet
 from bench.errors import BenchError, DatasetError
+from bench.metrics.bootstrap import ItemScores
 from bench.models.base import Model
 from bench.tasks.base import Task
 from bench.tasks.detection import class_maps
@@ -66,9 +67,28 @@ def resized_crop(image: np.ndarray, target: Any, seed: int, scale: tuple[float, 
     return np.asarray(out), target
 
 
+def topk_hit_flags(top: torch.Tensor, labels: torch.Tensor, k: int) -> np.ndarray:
+    """Per row of ``top`` (classes, best first), whether its label is among the first ``k``."""
+    return (top[:, :k] == labels[:, None]).any(dim=1).numpy()
+
+
 def topk_hits(top: torch.Tensor, labels: torch.Tensor, k: int) -> int:
     """How many rows of ``top`` (classes, best first) have ``labels`` among their first ``k``."""
-    return int((top[:, :k] == labels[:, None]).any(dim=1).sum())
+    return int(topk_hit_flags(top, labels, k).sum())
+
+
+class Hits(ItemScores):
+    """Per image, whether each top-k metric counts it a hit: the metrics are hit rates."""
+
+    def __init__(self, flags: dict[str, np.ndarray]) -> None:
+        self.flags = flags
+        self.n = len(next(iter(flags.values())))
+
+    def metrics(self) -> dict[str, float]:
+        return {name: int(f.sum()) / self.n for name, f in self.flags.items()}
+
+    def resample(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: weights @ f.astype(np.float64) / self.n for name, f in self.flags.items()}
 
 
 def model_labels(model: Model | None, classes: Sequence[str] | None, what: str) -> np.ndarray | None:
@@ -151,6 +171,10 @@ class Classification(Task):
 
     def score(self, predictions: Iterable[torch.Tensor], references: ClassLabels,
               model: Model | None = None) -> dict[str, float]:
+        return self.score_items(predictions, references, model).metrics()
+
+    def score_items(self, predictions: Iterable[torch.Tensor], references: ClassLabels,
+                    model: Model | None = None) -> Hits:
         top = list(predictions)
         labels = torch.as_tensor(references.for_model(model), dtype=torch.long)
         n = len(labels)
@@ -158,7 +182,7 @@ class Classification(Task):
             raise ValueError(f"{len(top)} predictions for {n} labels")
         top_k = torch.stack(top) if top else torch.zeros((0, 1), dtype=torch.long)
         names = ("top1_agreement", "top5_agreement") if references.agreement else ("top1", "top5")
-        return {names[0]: topk_hits(top_k, labels, 1) / n, names[1]: topk_hits(top_k, labels, 5) / n}
+        return Hits({names[0]: topk_hit_flags(top_k, labels, 1), names[1]: topk_hit_flags(top_k, labels, 5)})
 
     # -- training: cross-entropy on the class labels -------------------------------------------
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from bench.datasets.base import Dataset, ImageSet
 from bench.errors import DatasetError
-from bench.metrics.segmentation import confusion_matrix, segmentation_scores
+from bench.metrics.segmentation import ImageConfusions, confusion_matrix
 from bench.models.base import Model
 from bench.tasks.base import Task
 from bench.tasks.detection import class_maps, missing_targets
@@ -138,21 +138,25 @@ class Segmentation(Task):
 
     def score(self, predictions: Iterable[np.ndarray], references: MaskReferences,
               model: Model | None = None) -> dict[str, float]:
+        return self.score_items(predictions, references, model).metrics()
+
+    def score_items(self, predictions: Iterable[np.ndarray], references: MaskReferences,
+                    model: Model | None = None) -> ImageConfusions:
+        """Each image's confusion matrix (the predictions are streamed, never held)."""
         to_data = class_maps(model, references.classes, "dataset")[0] if model is not None else None
         c = len(references.classes)
-        confusion = np.zeros((c, c + 1), np.int64)
-        n = 0
+        per_image = []
         for i, p in enumerate(predictions):
             if i >= len(references.masks):
                 raise ValueError(f"more predictions than the {len(references.masks)} label maps")
             mask = np.asarray(references.masks[i])
             if mask.shape != p.shape:
                 raise ValueError(f"image {i}: label map {mask.shape} but prediction {p.shape}")
-            confusion += confusion_matrix(mask, p if to_data is None else to_data[p], c, references.ignore_index)
-            n += 1
-        if n != len(references.masks):
-            raise ValueError(f"{n} predictions but {len(references.masks)} label maps")
-        return segmentation_scores(confusion)
+            per_image.append(ImageConfusions.row(
+                confusion_matrix(mask, p if to_data is None else to_data[p], c, references.ignore_index)))
+        if len(per_image) != len(references.masks):
+            raise ValueError(f"{len(per_image)} predictions but {len(references.masks)} label maps")
+        return ImageConfusions(per_image, c)
 
     # -- training: pixel-wise cross-entropy, ignored pixels left out ---------------------------
 
