@@ -14,8 +14,12 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pycocotools.cocoeval import COCOeval
 
 #: Our names for ``COCOeval.stats[0:6]``, in that order; the first is the primary metric.
 COCO_METRICS: tuple[str, ...] = ("mAP", "AP50", "AP75", "APs", "APm", "APl")
@@ -67,31 +71,51 @@ def coco_gt_dict(truth: Sequence[ImageBoxes], num_classes: int) -> dict:
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
-def coco_map(truth: Sequence[ImageBoxes], detections: Sequence[Detections], num_classes: int) -> dict[str, float]:
-    """COCO box AP of ``detections`` against ``truth`` (same order, one entry per image)."""
+def detection_rows(detections: Sequence[Detections], num_classes: int) -> np.ndarray:
+    """``detections`` as the ``(n, 7)`` rows ``COCO.loadRes`` reads: image id, x, y, w, h, score,
+    category id; detections of a class the dataset does not have are left out."""
+    rows = []
+    for i, d in enumerate(detections):
+        labels = np.asarray(d.labels, dtype=np.int64)
+        keep = (labels >= 0) & (labels < num_classes)
+        for box, score, label in zip(_xywh(d.boxes)[keep], np.asarray(d.scores)[keep], labels[keep]):
+            rows.append([i + 1, *box, float(score), int(label) + 1])
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 7)
+
+
+def evaluate_boxes(gt_doc: dict, rows: np.ndarray) -> COCOeval:
+    """A ``COCOeval`` (iouType bbox, default parameters) of ``rows`` against ``gt_doc`` after
+    its ``evaluate()``, which matches detections to objects image by image."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress and tables
+        gt = COCO()
+        gt.dataset = gt_doc
+        gt.createIndex()
+        if len(rows):
+            dt = gt.loadRes(rows)
+        else:  # loadRes cannot take an empty list
+            dt = COCO()
+            dt.dataset = {"images": gt_doc["images"], "annotations": [], "categories": gt_doc["categories"]}
+            dt.createIndex()
+        ev = COCOeval(gt, dt, iouType="bbox")
+        ev.evaluate()
+    return ev
+
+
+def coco_map(truth: Sequence[ImageBoxes], detections: Sequence[Detections], num_classes: int) -> dict[str, float]:
+    """COCO box AP of ``detections`` against ``truth`` (same order, one entry per image)."""
     if len(truth) != len(detections):
         raise ValueError(f"{len(truth)} ground-truth images but {len(detections)} detection lists")
     gt_doc = coco_gt_dict(truth, num_classes)
     if not any(not a["iscrowd"] for a in gt_doc["annotations"]):
         return {name: math.nan for name in COCO_METRICS}  # nothing to find: AP is undefined
-    rows = []
-    for i, d in enumerate(detections):
-        labels = np.asarray(d.labels, dtype=np.int64)
-        keep = (labels >= 0) & (labels < num_classes)  # classes the dataset does not have
-        for box, score, label in zip(_xywh(d.boxes)[keep], np.asarray(d.scores)[keep], labels[keep]):
-            rows.append([i + 1, *box, float(score), int(label) + 1])
-    if not rows:  # loadRes cannot take an empty list; no detection at all is AP 0
+    rows = detection_rows(detections, num_classes)
+    if not len(rows):  # no detection at all is AP 0
         return {name: 0.0 for name in COCO_METRICS}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress and tables
-        gt = COCO()
-        gt.dataset = gt_doc
-        gt.createIndex()
-        dt = gt.loadRes(np.asarray(rows, dtype=np.float64))
-        ev = COCOeval(gt, dt, iouType="bbox")
-        ev.evaluate()
+    ev = evaluate_boxes(gt_doc, rows)
+    with contextlib.redirect_stdout(io.StringIO()):
         ev.accumulate()
         ev.summarize()
     return {name: (float(v) if v >= 0 else math.nan) for name, v in zip(COCO_METRICS, ev.stats[:6])}
