@@ -81,8 +81,11 @@ class Task(ABC):
         return None
 
     def scores(self, predictions: Iterable[Any], references: Any, model: Model | None = None) -> Scores:
-        """``score``'s metrics with their bootstrap replicates, where the task has ``score_items``."""
-        if type(self).score_items is Task.score_items:
+        """``score``'s metrics with their bootstrap replicates, where the task has ``score_items``
+        (and no subclass below the one that defines it has a ``score`` of its own: a plugin
+        that derives from a built-in task and scores differently keeps its own metrics)."""
+        owner = {name: next(k for k in type(self).__mro__ if name in k.__dict__) for name in ("score", "score_items")}
+        if owner["score_items"] is Task or not issubclass(owner["score_items"], owner["score"]):
             return Scores(self.score(predictions, references, model))
         items = self.score_items(predictions, references, model)
         return Scores.of(items) if items is not None else Scores(self.score(predictions, references, model))
