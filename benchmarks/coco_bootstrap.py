@@ -22,7 +22,8 @@ import tracemalloc
 
 import numpy as np
 
-from bench.metrics.coco_bootstrap import bootstrap_weights, coco_matches, weighted_coco_map
+from bench.metrics.bootstrap import replicate_weights
+from bench.metrics.coco_bootstrap import coco_matches, weighted_coco_map
 from bench.metrics.detection import COCO_METRICS, Detections, ImageBoxes, coco_map
 
 
@@ -65,7 +66,7 @@ def main() -> None:
     t0 = time.perf_counter()
     matches = coco_matches(truth, dets, args.classes)
     t_match = time.perf_counter() - t0
-    weights = bootstrap_weights(args.images, args.replicates, seed=0)
+    weights = np.concatenate(list(replicate_weights(args.images, args.replicates)))
     walls, cpus = [], []
     for _ in range(args.repeat):
         fresh = dataclasses.replace(matches)  # without the TP ranks the previous call kept

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from pycocotools.cocoeval import Params
 
-from bench.metrics.coco_bootstrap import (_thresholds_reached, bootstrap_weights, coco_matches,
+from bench.metrics.bootstrap import replicate_weights
+from bench.metrics.coco_bootstrap import (_thresholds_reached, coco_matches,
                                           weighted_coco_map)
 from bench.metrics.detection import COCO_METRICS, Detections, ImageBoxes, coco_map
 
@@ -184,7 +185,7 @@ def test_weight_zero_is_an_image_removed(scores: str) -> None:
 def test_replicates_spread_around_the_full_set() -> None:
     truth, dets = _random_case(0, n_images=60)
     full = coco_map(truth, dets, NUM_CLASSES)["mAP"]
-    weights = bootstrap_weights(len(truth), 200, seed=0)
+    weights = np.concatenate(list(replicate_weights(len(truth), 200)))
     assert weights.shape == (200, 60) and np.all(weights.sum(axis=1) == 60)
     maps = weighted_coco_map(coco_matches(truth, dets, NUM_CLASSES), weights, chunk_bytes=2**16)["mAP"]
     low, high = np.percentile(maps, [2.5, 97.5])

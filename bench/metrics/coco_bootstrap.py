@@ -9,8 +9,8 @@ reads of it, and ``weighted_coco_map`` recomputes ``coco_map``'s six metrics for
 ``i`` appears ``weights[b, i]`` times::
 
     matches = coco_matches(truth, detections, num_classes)
-    replicates = weighted_coco_map(matches, bootstrap_weights(len(truth), 1000, seed=0))
-    low, high = np.nanpercentile(replicates["mAP"], [2.5, 97.5])
+    replicates = resampled(len(truth), lambda w: weighted_coco_map(matches, w))  # bench.metrics.bootstrap
+    low, high = interval(replicates["mAP"])
 
 With all weights 1 the metrics are ``coco_map``'s (to rounding in the final mean, ~1e-16),
 and weight 0 is the image left out. Integer weights give ``coco_map`` of the dataset with
@@ -26,11 +26,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
+from bench.metrics.bootstrap import ItemScores
 from bench.metrics.detection import (COCO_METRICS, Detections, ImageBoxes, coco_gt_dict, detection_rows,
-                                     evaluate_boxes)
+                                     early_result, evaluate_boxes, summarized)
 
 #: The size range each metric of ``COCO_METRICS`` is over (``COCOeval.params.areaRngLbl``).
 METRIC_AREAS: dict[str, str] = {"mAP": "all", "AP50": "all", "AP75": "all", "APs": "small", "APm": "medium",
@@ -91,12 +93,33 @@ class CocoMatches:
 
 def coco_matches(truth: Sequence[ImageBoxes], detections: Sequence[Detections], num_classes: int) -> CocoMatches:
     """Match ``detections`` to ``truth`` once, as ``coco_map`` does, for ``weighted_coco_map``."""
-    if len(truth) != len(detections):
-        raise ValueError(f"{len(truth)} ground-truth images but {len(detections)} detection lists")
-    gt_doc = coco_gt_dict(truth, num_classes)
-    rows = detection_rows(detections, num_classes)
-    ev = evaluate_boxes(gt_doc, rows)
-    p, n = ev.params, len(truth)
+    return BoxScores(truth, detections, num_classes).matches
+
+
+class BoxScores(ItemScores):
+    """The detection task's per-image statistics: COCO's matching, run once; ``metrics`` are
+    ``coco_map``'s (pycocotools' own accumulation of that matching), ``resample`` is
+    ``weighted_coco_map``."""
+
+    def __init__(self, truth: Sequence[ImageBoxes], detections: Sequence[Detections], num_classes: int) -> None:
+        if len(truth) != len(detections):
+            raise ValueError(f"{len(truth)} ground-truth images but {len(detections)} detection lists")
+        gt_doc = coco_gt_dict(truth, num_classes)
+        rows = detection_rows(detections, num_classes)
+        self.n = len(truth)
+        self._ev = evaluate_boxes(gt_doc, rows)
+        self._early = early_result(gt_doc, rows)
+        self.matches = _matches_of(self._ev, gt_doc, rows, self.n)
+
+    def metrics(self) -> dict[str, float]:
+        return self._early if self._early is not None else summarized(self._ev)
+
+    def resample(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        return weighted_coco_map(self.matches, weights)
+
+
+def _matches_of(ev: Any, gt_doc: dict, rows: np.ndarray, n: int) -> CocoMatches:
+    p = ev.params
     n_areas, max_det = len(p.areaRng), p.maxDets[-1]
     assert list(p.imgIds) == list(range(1, n + 1)), "coco_gt_dict numbers images 1..n"
     tables = tuple(
@@ -129,13 +152,6 @@ def _table(evals: list[dict | None], n_iou: int, max_det: int) -> MatchTable:
     order = np.argsort(-score_all, kind="mergesort")  # accumulate()'s ranking, ties in image order
     return MatchTable(np.concatenate(image)[order], score_all[order], np.concatenate(matched, axis=1)[:, order],
                       np.concatenate(ignored, axis=1)[:, order], positives)
-
-
-def bootstrap_weights(n_images: int, n_resamples: int, seed: int | np.random.Generator = 0) -> np.ndarray:
-    """``(n_resamples, n_images)`` counts: how often each image is drawn in each of
-    ``n_resamples`` draws of ``n_images`` images with replacement."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=n_resamples)
 
 
 # How weighted_coco_map computes accumulate()'s precision. For one category, size range and

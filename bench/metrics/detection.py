@@ -104,18 +104,28 @@ def evaluate_boxes(gt_doc: dict, rows: np.ndarray) -> COCOeval:
     return ev
 
 
+def early_result(gt_doc: dict, rows: np.ndarray) -> dict[str, float] | None:
+    """The metrics COCO needs no matching for: NaN with nothing to find, 0 with no detection."""
+    if not any(not a["iscrowd"] for a in gt_doc["annotations"]):
+        return {name: math.nan for name in COCO_METRICS}  # nothing to find: AP is undefined
+    if not len(rows):  # no detection at all is AP 0
+        return {name: 0.0 for name in COCO_METRICS}
+    return None
+
+
+def summarized(ev: COCOeval) -> dict[str, float]:
+    """The six metrics of an evaluated ``COCOeval`` (its ``accumulate`` and ``summarize``)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.accumulate()
+        ev.summarize()
+    return {name: (float(v) if v >= 0 else math.nan) for name, v in zip(COCO_METRICS, ev.stats[:6])}
+
+
 def coco_map(truth: Sequence[ImageBoxes], detections: Sequence[Detections], num_classes: int) -> dict[str, float]:
     """COCO box AP of ``detections`` against ``truth`` (same order, one entry per image)."""
     if len(truth) != len(detections):
         raise ValueError(f"{len(truth)} ground-truth images but {len(detections)} detection lists")
     gt_doc = coco_gt_dict(truth, num_classes)
-    if not any(not a["iscrowd"] for a in gt_doc["annotations"]):
-        return {name: math.nan for name in COCO_METRICS}  # nothing to find: AP is undefined
     rows = detection_rows(detections, num_classes)
-    if not len(rows):  # no detection at all is AP 0
-        return {name: 0.0 for name in COCO_METRICS}
-    ev = evaluate_boxes(gt_doc, rows)
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev.accumulate()
-        ev.summarize()
-    return {name: (float(v) if v >= 0 else math.nan) for name, v in zip(COCO_METRICS, ev.stats[:6])}
+    early = early_result(gt_doc, rows)
+    return early if early is not None else summarized(evaluate_boxes(gt_doc, rows))

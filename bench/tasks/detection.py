@@ -12,7 +12,8 @@ from torch import nn
 
 from bench.datasets.base import Dataset, ImageSet
 from bench.errors import BenchError, DatasetError
-from bench.metrics.detection import COCO_METRICS, Detections, ImageBoxes, coco_map
+from bench.metrics.coco_bootstrap import BoxScores
+from bench.metrics.detection import COCO_METRICS, Detections, ImageBoxes
 from bench.models.base import Model
 from bench.tasks.base import Task
 
@@ -159,9 +160,14 @@ class Detection(Task):
 
     def score(self, predictions: Iterable[Detections], references: BoxReferences,
               model: Model | None = None) -> dict[str, float]:
+        return self.score_items(predictions, references, model).metrics()
+
+    def score_items(self, predictions: Iterable[Detections], references: BoxReferences,
+                    model: Model | None = None) -> BoxScores:
+        """COCO's matching of the detections to the objects, image by image (run once)."""
         to_data = class_maps(model, references.classes, "dataset")[0] if model is not None else None
         dets = [in_dataset_classes(d, to_data) for d in predictions]
-        return coco_map(references.truth, dets, len(references.classes))
+        return BoxScores(references.truth, dets, len(references.classes))
 
     # -- training: the network's own loss -------------------------------------------------------
     # Crowd regions, degenerate boxes and classes a pretrained model lacks are left out of
