@@ -183,6 +183,72 @@ def test_heic_rejects_unknown_parameters() -> None:
         HEIC(present="slow")
 
 
+def _bare_heif(image: np.ndarray, quality: int, enc_params: dict[str, str]) -> bytes:
+    """pillow-heif called directly, with the arguments bench's heic codec passes."""
+    import pillow_heif
+
+    h, w = image.shape[:2]
+    buf = io.BytesIO()
+    pillow_heif.encode("RGB", (w, h), image.tobytes(), buf, quality=quality, enc_params=dict(enc_params),
+                       save_nclx_profile=True, tile_size=0)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("chroma", [420, 444])
+def test_heic_defaults_write_what_they_wrote_before_the_x265_options(kodak_crop: np.ndarray, chroma: int) -> None:
+    """Unset, the x265 options change neither the stream nor the cache key: the bytes are
+    pillow-heif's with the arguments heic passed before the options existed, and the key's
+    parameters are the three it had."""
+    codec = make_codec("heic", {"chroma": chroma})
+    before = {"chroma": str(chroma), "preset": "slow", "tune": "ssim", "x265:info": "0"}
+    for quality in (20, 60):
+        assert codec.encode([kodak_crop], OperatingPoint(quality))[0] == _bare_heif(kodak_crop, quality, before)
+    assert codec.identity()["params"] == {"chroma": chroma, "preset": "slow", "tune": "ssim"}
+
+
+@pytest.mark.parametrize("params, enc_param", [
+    ({"psy_rd": 0}, ("x265:psy-rd", "0")),
+    ({"psy_rdoq": 0.5}, ("x265:psy-rdoq", "0.5")),
+    ({"aq_mode": 0}, ("x265:aq-mode", "0")),
+    ({"tu_intra_depth": 3}, ("tu-intra-depth", "3")),
+], ids=["psy_rd", "psy_rdoq", "aq_mode", "tu_intra_depth"])
+def test_heic_x265_options_reach_the_encoder(kodak_crop: np.ndarray, params: dict[str, Any],
+                                             enc_param: tuple[str, str]) -> None:
+    """Each option is the libheif/x265 parameter it names: the stream is pillow-heif's with
+    that parameter added, differs from the default's, is the same on every encode, decodes,
+    and the option is part of the key."""
+    point = OperatingPoint(50)
+    default, codec = make_codec("heic", {}), make_codec("heic", params)
+    [stream] = codec.encode([kodak_crop], point)
+    key, value = enc_param
+    assert codec.enc_params() == {**default.enc_params(), key: value}
+    assert stream == _bare_heif(kodak_crop, 50, {**default.enc_params(), key: value})
+    assert stream != default.encode([kodak_crop], point)[0]
+    assert stream == codec.encode([kodak_crop], point)[0]
+    [decoded] = codec.decode([stream])
+    assert decoded.shape == kodak_crop.shape and psnr(kodak_crop, decoded) > 30
+    assert codec.identity_hash() != default.identity_hash()
+
+
+def test_heic_without_aq_codes_at_a_constant_qp(kodak_crop: np.ndarray) -> None:
+    """With aq_mode 0, libheif's CRF (100 - q) / 2 on one intra picture is x265's constant QP:
+    the knob steps like BPG's QP (what the class docstring claims)."""
+    settings = {"chroma": 444, "psy_rd": 0, "psy_rdoq": 0, "aq_mode": 0}
+    codec = make_codec("heic", settings)
+    for quality, qp in ((20, 40), (50, 25)):
+        [stream] = codec.encode([kodak_crop], OperatingPoint(quality))
+        assert stream == _bare_heif(kodak_crop, quality, {**codec.enc_params(), "x265:qp": str(qp)})
+
+
+@pytest.mark.parametrize("params", [
+    {"psy_rd": -1}, {"psy_rd": 6}, {"psy_rdoq": 51}, {"aq_mode": 5}, {"aq_mode": 0.5},
+    {"tu_intra_depth": 0}, {"tu_intra_depth": 5}, {"x265": {"qp": "30"}}, {"psy_rd": float("nan")},
+], ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+def test_heic_rejects_bad_x265_options_at_construction(params: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        HEIC(**params)
+
+
 # -- BPG through a stand-in for bpgenc/bpgdec ----------------------------------------------
 #
 # libbpg is not installable here, so these tests run a STAND-IN: a small Python script that

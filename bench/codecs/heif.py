@@ -2,15 +2,28 @@
 
 The stream is the whole HEIF file, container included (about 450 bytes at any image
 size), because that is what decoding reads.
+
+libheif's x265 plugin (``libheif/plugins/encoder_x265.cc``) is not BPG's
+(``x265_glue.c`` in libbpg 0.9.8). Both use x265 with tune ``ssim``, convert RGB with the
+BT.601 matrix at full range and code one intra picture, but BPG codes it at a constant QP
+with x265's ``veryslow`` preset (``bpgenc -m 8``, the default), while libheif maps quality
+q to CRF (100 - q) / 2 at ``slow``, caps ``tu-intra-depth`` at 2 and, after the tune, sets
+``aq-mode=1``, ``psy-rd=1.0`` and ``psy-rdoq=1.0``: psychovisual trade-offs that cost PSNR,
+and in 4:4:4 psy-rd also makes x265 code chroma 6 QP coarser (``Encoder::configure``).
+``psy_rd=0, psy_rdoq=0, aq_mode=0`` undo them; without AQ, x265's CRF on a single intra
+picture is a constant QP (quality 34 writes the bytes of ``--qp 33``), so the quality knob
+keeps its meaning and steps like BPG's QP. ``benchmarks/heic_vs_bpg.py`` measures the
+settings against CompressAI's published BPG curve on Kodak.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, model_serializer
 
 from bench.codecs.base import Codec, CodecParams, OperatingPoint
 from bench.errors import CodecError
@@ -31,6 +44,10 @@ X265Preset = Literal[
 #: count as rate. Setting it ourselves keeps the rate honest whichever libheif is installed.
 X265_FIXED = {"x265:info": "0"}
 
+#: Params fields passed to x265 itself as ``x265:<option>`` (x265 parses and range-checks
+#: them again; an option it does not know fails the encode).
+X265_OPTIONS = {"psy_rd": "psy-rd", "psy_rdoq": "psy-rdoq", "aq_mode": "aq-mode"}
+
 
 def _heif_backend() -> tuple[str, str | None]:
     """(version, unavailable reason) of pillow-heif's HEVC encoder here."""
@@ -49,14 +66,36 @@ _VERSION, _UNAVAILABLE = _heif_backend()
 
 
 class HEIC(Codec):
-    """HEVC intra coding in a HEIF file (pillow-heif quality 0..100; libheif maps it to x265 CRF)."""
+    """HEVC intra coding in a HEIF file (pillow-heif quality 0..100; libheif maps it to x265
+    CRF (100 - q) / 2, a constant QP when ``aq_mode`` is 0)."""
 
     class Params(CodecParams):
         chroma: Literal[420, 444] = 420
         #: x265 preset; "slow" is libheif's own default.
         preset: X265Preset = "slow"
-        #: x265 tune; "ssim" is libheif's own default.
+        #: x265 tune; "ssim" is libheif's own default. libheif sets psy-rd, psy-rdoq and
+        #: aq-mode after the tune, so no tune turns those off: the three fields below do.
         tune: Literal["psnr", "ssim", "grain", "fastdecode"] = "ssim"
+        #: libheif's ``tu-intra-depth`` (intra transform-tree depth); None keeps libheif's 2,
+        #: which replaces the preset's own (3 at slower and veryslow, 4 at placebo).
+        tu_intra_depth: int | None = Field(None, ge=1, le=4)
+        #: x265 ``psy-rd`` strength; None keeps libheif's 1.0. Above 0 in 4:4:4, x265 also
+        #: raises the chroma QP offsets by 6.
+        psy_rd: float | None = Field(None, ge=0, le=5)
+        #: x265 ``psy-rdoq`` strength; None keeps libheif's 1.0.
+        psy_rdoq: float | None = Field(None, ge=0, le=50)
+        #: x265 ``aq-mode`` (0 off, 1 variance, 2 auto-variance, 3 biased auto-variance,
+        #: 4 edge); None keeps libheif's 1. At 0 the picture is coded at one QP.
+        aq_mode: Literal[0, 1, 2, 3, 4] | None = None
+
+        @model_serializer(mode="wrap")
+        def _without_defaults_added_later(self, handler: Any) -> dict[str, Any]:
+            """Fields left at None are left out of the dump: keys written before they existed stay."""
+            out = handler(self)
+            for name in ("tu_intra_depth", *X265_OPTIONS):
+                if out.get(name) is None:
+                    out.pop(name, None)
+            return out
 
     name = "heic"
     version = _VERSION
@@ -66,9 +105,18 @@ class HEIC(Codec):
         return _UNAVAILABLE
 
     def enc_params(self) -> dict[str, str]:
-        """libheif encoder parameters; every one is set explicitly so defaults cannot drift."""
+        """libheif encoder parameters: chroma, preset and tune always, so libheif's defaults
+        cannot drift under them; the optional ones only when set (unset, they leave the
+        stream as it was before they existed)."""
         p = self.params
-        return {"chroma": str(p.chroma), "preset": p.preset, "tune": p.tune, **X265_FIXED}
+        out = {"chroma": str(p.chroma), "preset": p.preset, "tune": p.tune}
+        if p.tu_intra_depth is not None:
+            out["tu-intra-depth"] = str(p.tu_intra_depth)
+        out.update(X265_FIXED)
+        for field, option in X265_OPTIONS.items():
+            if (value := getattr(p, field)) is not None:
+                out[f"x265:{option}"] = f"{value:g}"
+        return out
 
     def encode(self, images: Sequence[np.ndarray], point: OperatingPoint) -> list[bytes]:
         if (problem := self.unavailable_reason()) is not None:
