@@ -223,16 +223,22 @@ class TranscodeWriter:
                                                             "decode_s", "bits", "qualities")}
         self.offsets = [0]
 
-    def add(self, decoded: Sequence[np.ndarray], streams: Sequence[bytes], **per_image: Sequence[Any]) -> None:
-        """One chunk, in order: its decoded images, streams and per-image records."""
-        for im, s in zip(decoded, streams, strict=True):
+    def add(self, decoded: Sequence[np.ndarray], streams: Sequence[bytes],
+            shapes: Sequence[tuple[int, ...]] | None = None, **per_image: Sequence[Any]) -> None:
+        """One chunk, in order: its decoded images (or, for an entry that keeps bitstreams
+        only, just their ``shapes``), streams and per-image records."""
+        if shapes is None or decoded:
+            shapes = [im.shape for im in decoded]
+        if self._zip is not None and len(decoded) != len(streams):
+            raise ValueError(f"an entry that keeps pixels got {len(decoded)} images for {len(streams)} streams")
+        for i, (shape, s) in enumerate(zip(shapes, streams, strict=True)):
             if self._zip is not None:
                 with self._zip.open(f"i{self.n:07d}.npy", "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.ascontiguousarray(im), allow_pickle=False)
+                    np.lib.format.write_array(f, np.ascontiguousarray(decoded[i]), allow_pickle=False)
             self._streams.write(s)
             self.offsets.append(self.offsets[-1] + len(s))
-            self.meta["heights"].append(int(im.shape[0]))
-            self.meta["widths"].append(int(im.shape[1]))
+            self.meta["heights"].append(int(shape[0]))
+            self.meta["widths"].append(int(shape[1]))
             self.n += 1
         for k, values in per_image.items():
             if values is not None:

@@ -63,10 +63,11 @@ GPU_SHARE = 0.25
 
 
 def _neural(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    """Whether a transcode task codes with a neural codec (a chunk's sets are of one kind)."""
     from bench.codecs import CODECS
-    from bench.transcode import _worker
+    from bench.transcode import _worker_sets
 
-    return fn is _worker and CODECS.get(args[0]).kind == "neural"
+    return fn is _worker_sets and CODECS.get(args[0][0][0]).kind == "neural"
 
 
 class RayPool:
@@ -86,9 +87,9 @@ class RayPool:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         if self._gpu_remote is not None and _neural(fn, args):
-            from bench.transcode import on_device
+            from bench.transcode import sets_on_device
 
-            ref = self._gpu_remote.remote(on_device, "cuda", *args)
+            ref = self._gpu_remote.remote(sets_on_device, "cuda", *args)
         else:
             ref = self._remote.remote(fn, *args)
         self._refs.append(ref)

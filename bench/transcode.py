@@ -29,6 +29,10 @@ from bench.metrics.fidelity import ms_ssim, psnr
 from bench.ratecontrol import Target, bpp_of, image_at_target, searchable_qualities
 
 CHUNK = 32
+#: Sets of one split coded together, chunk by chunk: each chunk's images are read once for
+#: all of them (a PNG or JPEG original is decoded once, not once per operating point); a
+#: stop loses the unfinished work of at most this many sets.
+SETS_PER_READ = 8
 
 
 class ChunkResult(NamedTuple):
@@ -41,6 +45,14 @@ class ChunkResult(NamedTuple):
     ms_ssim: list[float]
     #: The quality each image was coded at (one per image with a per-image target).
     qualities: list[int] | None = None
+    #: Each decoded image's shape (``decoded`` may be left empty: ``without_pixels``).
+    shapes: list[tuple[int, ...]] | None = None
+
+
+def without_pixels(result: ChunkResult) -> ChunkResult:
+    """``result`` without its decoded images (their shapes kept): what a worker sends back
+    for an entry that keeps bitstreams only, so the pixels are not copied between processes."""
+    return result._replace(decoded=[], shapes=[im.shape for im in result.decoded])
 
 
 def _check_shapes(codec: Codec, images: Sequence[np.ndarray], decoded: Sequence[np.ndarray]) -> None:
@@ -203,6 +215,45 @@ def set_bpp(codec: Codec, quality: int, images: Sequence[np.ndarray], pool: Exec
 
     stream((chunk(i) for i in range(0, len(images), CHUNK)), lambda t: t(), out.extend,
            ahead(pool) if use_pool else 0)
+    return out
+
+
+SetJob = tuple[str, dict[str, Any], int | Target, dict[str, Any] | None, bool]
+
+
+def sets_on_device(device: str, jobs: list[SetJob], images: Sequence[np.ndarray] | ImageFiles) -> list[ChunkResult]:
+    """A chunk for several sets of one split (``(codec name, params, setting, identity, keeps
+    pixels)`` each), the codecs on ``device``: the images read once, then coded by each in
+    turn; decoded pixels go back only for an entry that keeps them."""
+    images = materialize(images)
+    out = []
+    for name, params, setting, identity, keep in jobs:
+        result = on_device(device, name, params, setting, images, identity)
+        out.append(result if keep else without_pixels(result))
+    return out
+
+
+def _worker_sets(jobs: list[SetJob], images: Sequence[np.ndarray] | ImageFiles) -> list[ChunkResult]:
+    """A pool worker's chunk for several sets of one split (``sets_on_device`` on the CPU)."""
+    return sets_on_device("cpu", jobs, images)
+
+
+def submit_chunks(jobs: Sequence[tuple[Codec, int | Target, dict[str, Any] | None, bool]],
+                  images: Sequence[np.ndarray], start: int,
+                  pool: Executor | None) -> Future[list[ChunkResult]] | list[ChunkResult]:
+    """Images ``start:start + CHUNK`` of one split for several sets (``(codec, setting,
+    identity, keeps pixels)`` each), read once: to the pool as one task when every codec can
+    be pooled (a Future), else coded here."""
+    if pool is not None and all(codec.poolable for codec, *_ in jobs):
+        spec = [(codec.name, codec.params.model_dump(), setting, identity, keep)
+                for codec, setting, identity, keep in jobs]
+        return pool.submit(_worker_sets, spec, chunk_of(images, start, start + CHUNK))
+    chunk = images[start : start + CHUNK]  # a file-backed split's slice reads its files, once
+    out = []
+    for codec, setting, identity, keep in jobs:
+        result = (transcode_chunk_at_target(codec, setting, chunk, identity) if isinstance(setting, Target)
+                  else transcode_chunk(codec, OperatingPoint(setting), chunk, identity))
+        out.append(result if keep else without_pixels(result))
     return out
 
 

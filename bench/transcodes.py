@@ -18,7 +18,7 @@ from bench.cache import Cache, Transcoded
 from bench.keys import choice_key, setting_identity, transcode_key
 from bench.progress import Progress
 from bench.ratecontrol import RateChoice, Target, search_dataset, searchable_qualities
-from bench.transcode import CHUNK, ChunkResult, ahead, make_pool, set_bpp, stream, submit_chunk
+from bench.transcode import CHUNK, SETS_PER_READ, ChunkResult, ahead, make_pool, set_bpp, stream, submit_chunks
 
 if TYPE_CHECKING:
     from bench.grid import Cell, ResolvedCodec, ResolvedExperiment
@@ -40,6 +40,23 @@ PIXELS = ("auto", "keep", "derive")
 def keeps_pixels(pixels: str, codec: Any) -> bool:
     """Whether a new entry of ``codec`` keeps its decoded pixels under the policy ``pixels``."""
     return pixels == "keep" or (pixels == "auto" and codec.kind != "traditional")
+
+
+def _read_groups(sets: list[tuple[Any, ...]]) -> list[list[int]]:
+    """The sets (by index) coded together chunk by chunk: those of one split, at most
+    ``SETS_PER_READ`` at a time, and of one kind of codec (neural or traditional; one that
+    can be pooled or not): a cluster sends a neural codec's chunk to a GPU; in the order of
+    the first set of each group."""
+    groups: list[list[int]] = []
+    open_groups: dict[tuple[int, str, bool], list[int]] = {}
+    for n, (_, rc, _, images, _) in enumerate(sets):
+        where = (id(images), rc.codec.kind, rc.codec.poolable)
+        group = open_groups.get(where)
+        if group is None or len(group) >= SETS_PER_READ:
+            group = open_groups[where] = []
+            groups.append(group)
+        group.append(n)
+    return groups
 
 
 class Transcodes:
@@ -136,36 +153,41 @@ class Transcodes:
                     "dataset": images.dataset, "split": split, "ids": images.ids}
             sets.append((self.key(exp, split, label, setting), rc, setting, images, info))
         writers: dict[int, Any] = {}
+        groups = _read_groups(sets)
 
-        def tasks() -> Iterator[tuple[int, bool, Callable[[], Any]]]:
-            for n, (key, rc, setting, images, info) in enumerate(sets):
+        def tasks() -> Iterator[tuple[list[int], bool, Callable[[], Any]]]:
+            for group in groups:
+                images = sets[group[0]][3]
+                jobs = [(sets[n][1].codec, sets[n][2], sets[n][1].identity, keeps_pixels(self.pixels, sets[n][1].codec))
+                        for n in group]
                 starts = range(0, len(images), CHUNK)
                 for start in starts:
-                    yield n, start == starts[-1], (lambda rc=rc, setting=setting, images=images, start=start:
-                                                   submit_chunk(rc.codec, setting, images.images, start, self._pool,
-                                                                rc.identity))
+                    yield group, start == starts[-1], (lambda jobs=jobs, images=images, start=start:
+                                                       submit_chunks(jobs, images.images, start, self._pool))
 
-        order: deque[tuple[int, bool]] = deque()  # (set, its last chunk?) of each pending chunk
+        order: deque[tuple[list[int], bool]] = deque()  # (sets, their last chunk?) of each pending chunk
 
-        def submit(task: tuple[int, bool, Callable[[], Any]]) -> Any:
-            n, last, run = task
-            if n not in writers:
-                writers[n] = self.cache.transcode_writer(sets[n][0], sets[n][4],
-                                                         keeps_pixels(self.pixels, sets[n][1].codec))
-            order.append((n, last))
+        def submit(task: tuple[list[int], bool, Callable[[], Any]]) -> Any:
+            group, last, run = task
+            for n in group:
+                if n not in writers:
+                    writers[n] = self.cache.transcode_writer(sets[n][0], sets[n][4],
+                                                             keeps_pixels(self.pixels, sets[n][1].codec))
+            order.append((group, last))
             return run()
 
-        def collect(r: ChunkResult) -> None:
-            n, last = order.popleft()
-            writers[n].add(r.decoded, r.streams, psnr=r.psnr, ms_ssim=r.ms_ssim, encode_s=r.encode_s,
-                           decode_s=r.decode_s, bits=r.bits, qualities=r.qualities)
-            bar.update(len(r.streams))
-            if last:
-                key, rc = sets[n][0], sets[n][1]
-                writers.pop(n).commit("estimate" if rc.codec.rate_is_estimate else "bitstream")
-                self._fresh.add(key)
-                self.counters.encodes += len(sets[n][3])
-                self.counters.transcodes += 1
+        def collect(results: list[ChunkResult]) -> None:
+            group, last = order.popleft()
+            for n, r in zip(group, results, strict=True):
+                writers[n].add(r.decoded, r.streams, shapes=r.shapes, psnr=r.psnr, ms_ssim=r.ms_ssim,
+                               encode_s=r.encode_s, decode_s=r.decode_s, bits=r.bits, qualities=r.qualities)
+                bar.update(len(r.streams))
+                if last:
+                    key, rc = sets[n][0], sets[n][1]
+                    writers.pop(n).commit("estimate" if rc.codec.rate_is_estimate else "bitstream")
+                    self._fresh.add(key)
+                    self.counters.encodes += len(sets[n][3])
+                    self.counters.transcodes += 1
 
         try:
             stream(tasks(), submit, collect, ahead(self._pool))

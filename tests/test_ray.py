@@ -112,7 +112,7 @@ def test_neural_chunks_ask_for_a_gpu_share_when_the_cells_run_on_cuda() -> None:
     from concurrent.futures import Future
 
     from bench.executors import GPU_SHARE, RayPool
-    from bench.transcode import _worker, on_device
+    from bench.transcode import _worker_sets, sets_on_device
 
     asked: list[tuple[dict, tuple]] = []
 
@@ -137,13 +137,13 @@ def test_neural_chunks_ask_for_a_gpu_share_when_the_cells_run_on_cuda() -> None:
         def cluster_resources(self) -> dict:
             return {"CPU": 4, "GPU": 1}
 
-    chunk = ({"weights": "embedded"}, 1, [], None)
+    neural = [("bmshj2018-hyperprior", {"weights": "embedded"}, 1, None, True)]
     on_gpu = RayPool(FakeRay(), gpu=True)
-    assert on_gpu.submit(_worker, "bmshj2018-hyperprior", *chunk).result() == "done"
-    on_gpu.submit(_worker, "jpeg", {}, 50, [], None)
+    assert on_gpu.submit(_worker_sets, neural, []).result() == "done"
+    on_gpu.submit(_worker_sets, [("jpeg", {}, 50, None, False)], [])
     on_cpu = RayPool(FakeRay(), gpu=False)
-    on_cpu.submit(_worker, "bmshj2018-hyperprior", *chunk)
+    on_cpu.submit(_worker_sets, neural, [])
     (neural_opts, neural_args), (jpeg_opts, jpeg_args), (cpu_opts, cpu_args) = asked
-    assert neural_opts["num_gpus"] == GPU_SHARE and neural_args[:3] == (on_device, "cuda", "bmshj2018-hyperprior")
-    assert "num_gpus" not in jpeg_opts and jpeg_args[:2] == (_worker, "jpeg")
-    assert "num_gpus" not in cpu_opts and cpu_args[0] is _worker
+    assert neural_opts["num_gpus"] == GPU_SHARE and neural_args[:3] == (sets_on_device, "cuda", neural)
+    assert "num_gpus" not in jpeg_opts and jpeg_args[0] is _worker_sets
+    assert "num_gpus" not in cpu_opts and cpu_args[0] is _worker_sets

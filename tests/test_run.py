@@ -20,7 +20,7 @@ from bench.scenarios.pixel import Finetuned
 from tests.helpers import bench, tiny_grid, write_grid
 
 REQUIRED = ["task", "model", "dataset", "scenario", "codec", "quality", "bpp", "bpp_total", "psnr", "ms_ssim",
-            "metric", "value", "n_images", "cell"]
+            "metric", "value", "ci_low", "ci_high", "n_images", "cell"]
 
 
 def opts(tmp_path: Path, **kw) -> RunOptions:
