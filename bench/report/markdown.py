@@ -93,11 +93,24 @@ def _check_one_per_point(group: pd.DataFrame, label: str) -> None:
                          "and seed")
 
 
+def _interval(low: Any, high: Any, decimals: int) -> str:
+    """`` [low, high]``, the 95 % bootstrap interval; empty where there is none."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    return f" [{_fixed(low, decimals)}, {_fixed(high, decimals)}]"
+
+
 def _a_line(label: str, group: pd.DataFrame, metrics: list[str]) -> str:
-    a = group[group.scenario == "A"].set_index("metric").value
+    rows = group[group.scenario == "A"].set_index("metric")
+    a = rows.value
     n = int(group.n_images.max())
-    values = ", ".join(f"{m} **{_fixed(a.get(m), 3)}**" if i == 0 else f"{m} {_fixed(a.get(m), 3)}"
-                       for i, m in enumerate(metrics))
+
+    def shown(i: int, m: str) -> str:
+        value = f"**{_fixed(a.get(m), 3)}**" if i == 0 else _fixed(a.get(m), 3)
+        ci = _interval(rows.ci_low.get(m), rows.ci_high.get(m), 3) if m in rows.index else ""
+        return f"{m} {value}{ci}"
+
+    values = ", ".join(shown(i, m) for i, m in enumerate(metrics))
     return f"**{label}** ({n} val images). A (originals): {values}." if len(a) else \
         f"**{label}** ({n} val images). No scenario A in this run."
 
@@ -150,9 +163,14 @@ def _ranking_table(ranking: pd.DataFrame, key: tuple[Any, ...], primary: str) ->
     r = ranking[(ranking[GROUP] == pd.Series(key, index=GROUP)).all(axis=1) & (ranking.metric == primary)]
     if r.empty:
         return ""
-    header = ["scenario", "rank", "codec", "anchor", "BD-rate (%)", f"BD-{primary}", "drop_from_A",
-              "recovered_share", "warnings"]
-    body = [[_text(x.scenario), _text(x.rank), _text(x.codec), _text(x.anchor), _fixed(x.bd_rate, 1),
+    header = ["scenario", "rank", "codec", "anchor", "BD-rate (%) [95 % CI]", "significant", f"BD-{primary}",
+              "drop_from_A", "recovered_share", "warnings"]
+
+    def significant(x: Any) -> str:
+        return MISSING if pd.isna(x.significant) else ("yes" if x.significant else "no")
+
+    body = [[_text(x.scenario), _text(x.rank), _text(x.codec), _text(x.anchor),
+             _fixed(x.bd_rate, 1) + _interval(x.bd_rate_ci_low, x.bd_rate_ci_high, 1), significant(x),
              _fixed(x.bd_metric, 3), _fixed(x.drop_from_A, 3), _fixed(x.recovered_share, 3),
              _text(x.warnings) if x.warnings else ""] for x in r.itertuples()]
     return _table(header, body)
@@ -227,7 +245,9 @@ LEGEND = ("bpp is the mean of per-image bpp and PSNR the mean of per-image PSNR 
           "model on the originals, B the same model on the decoded images, C finetuned on compressed "
           "images, `D:<label>` a compressed-domain model on the codec's latents; a value followed by "
           "(at x bpp) was measured on bitstreams of its own rate. recovered_share C is (C − B) / (A − B) at "
-          f"that operating point, {MISSING} where B lost nothing; {MISSING} also marks a cell not in the run.")
+          f"that operating point, {MISSING} where B lost nothing; {MISSING} also marks a cell not in the run. "
+          "[low, high] is a 95 % bootstrap interval over the val images (paired across codecs and scenarios: "
+          "they share the images); significant: BD-rate's interval excludes 0.")
 
 
 def markdown_report(folder: Path) -> str:
