@@ -177,7 +177,7 @@ def test_grid_target_problems_are_reported(tmp_path) -> None:
     assert "targets_bpp[0]: a target must be above 0 and at most 24 bpp (got 0.0)" in text
     assert "targets_bpp: repeated values [0.0, 1.0, 1.0]" in text
     assert "codecs[1].targets_bpp[0]: a target must be above 0 and at most 24 bpp (got 30" in text
-    assert "analysis.anchor: no codec labelled 'jpg' in the grid. Did you mean: jpeg?" in text
+    assert "analysis.anchor: no codec or reference curve labelled 'jpg' in the grid. Did you mean: jpeg?" in text
     assert text.count("repeated values") == 1
     grid = _target_grid("dataset", targets_bpp=None)
     grid["codecs"][1].pop("targets_bpp")
